@@ -1,0 +1,1 @@
+"""Torch-free contract shared by the training and serving sides."""

@@ -1,0 +1,77 @@
+"""ModelCard: the self-description every exported encoder carries in its ONNX metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+from common.modality import Modality
+
+METADATA_PREFIX = "vireid."
+ONNX_INPUT_NAME = "images"
+ONNX_OUTPUT_NAME = "embeddings"
+
+
+def encoder_filename(modality: Modality) -> str:
+    """File name of the ONNX encoder for one modality inside a model directory."""
+    return f"encoder_{modality.value}.onnx"
+
+
+class MissingMetadataError(ValueError):
+    """An ONNX file lacks some of the ``vireid.*`` metadata keys of a ModelCard."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What an exported encoder computes and how its input must be prepared.
+
+    The ONNX graph takes float32 images ``(N, 3, input_height, input_width)`` in [0, 1] (RGB, normalisation
+    with ``mean``/``std`` happens inside the graph) and returns L2-normalised ``(N, embedding_dim)`` embeddings.
+    """
+
+    input_height: int
+    input_width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embedding_dim: int
+    modality: Modality
+    model_version: str
+    experiment: str
+    git_sha: str
+
+    def to_metadata(self) -> dict[str, str]:
+        """Serialise to ``{"vireid.<field>": json}`` for ``onnx.helper.set_model_props``."""
+        return {METADATA_PREFIX + key: json.dumps(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> ModelCard:
+        """Parse the ``vireid.*`` keys of an ONNX custom metadata map.
+
+        Raises:
+            MissingMetadataError: some keys are absent (all of them are named).
+        """
+        names = [f.name for f in fields(cls)]
+        missing = [METADATA_PREFIX + n for n in names if METADATA_PREFIX + n not in metadata]
+        if missing:
+            raise MissingMetadataError(
+                f"ONNX metadata lacks {', '.join(missing)}; re-export the model with `python -m training.export`"
+            )
+        raw = {n: json.loads(metadata[METADATA_PREFIX + n]) for n in names}
+        return cls(
+            input_height=int(raw["input_height"]),
+            input_width=int(raw["input_width"]),
+            mean=_triple(raw["mean"]),
+            std=_triple(raw["std"]),
+            embedding_dim=int(raw["embedding_dim"]),
+            modality=Modality(raw["modality"]),
+            model_version=str(raw["model_version"]),
+            experiment=str(raw["experiment"]),
+            git_sha=str(raw["git_sha"]),
+        )
+
+
+def _triple(value: object) -> tuple[float, float, float]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise MissingMetadataError(f"expected a list of 3 floats, got {value!r}")
+    return (float(value[0]), float(value[1]), float(value[2]))

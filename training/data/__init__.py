@@ -1,0 +1,1 @@
+"""Data sets in their real on-disk layouts, and the synthetic cross-modal set."""
