@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv, check the import contracts and lint, then run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh serve,train,dev
+.venv/bin/lint-imports
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
