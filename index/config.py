@@ -1,0 +1,59 @@
+"""Typed configuration of the gallery's FAISS index (pure data; the service settings embed it)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Frozen(BaseModel):
+    """Immutable config model; unknown keys are an error, not a silent default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Fields that change what is stored in the index file; a change to any of them rebuilds the index on open.
+BUILD_FIELDS: tuple[str, ...] = ("kind", "nlist", "quantizer", "pq_m", "train_min")
+
+
+class IndexConfig(Frozen):
+    """Which FAISS index each modality of the gallery uses.
+
+    ``kind="exact"`` (default): ``IndexIDMap2(IndexFlatIP)``, brute-force inner product, exact results.
+    ``kind="ivf"``: an inverted-file index (``IndexIVFScalarQuantizer`` for ``sq8``, ``IndexIVFPQ`` for ``pq``,
+    ``IndexIVFFlat`` for ``flat``) with native 64-bit ids and a hashtable direct map, so ``remove_ids`` and
+    ``reconstruct`` work. An IVF index needs training: a modality stays exact until it holds ``train_min`` items
+    (default ``39 * nlist``, FAISS's minimum for k-means), then the IVF index is trained on its vectors and
+    replaces the exact one. The defaults are the benchmarked approximate setting (docs/benchmarks-search.md).
+    """
+
+    kind: Literal["exact", "ivf"] = "exact"
+    nlist: int = Field(2048, ge=1, description="IVF: number of inverted lists (k-means centroids)")
+    nprobe: int = Field(32, ge=1, description="IVF: lists visited per query (search time, no rebuild)")
+    quantizer: Literal["sq8", "pq", "flat"] = Field("sq8", description="IVF: code of the stored vectors")
+    pq_m: int = Field(64, ge=1, description="IVF-PQ: sub-quantisers (8-bit each); must divide the dimension")
+    train_min: int | None = Field(None, ge=1, description="IVF: items per modality before the IVF index is built")
+    filter_exact_limit: int = Field(
+        2048, ge=0, description="label/camera filters matching at most this many items are scored exactly"
+    )
+    checkpoint_every: int = Field(
+        10_000, ge=1, description="changes after which the index files are snapshotted (bounds replay on open)"
+    )
+
+    @model_validator(mode="after")
+    def _check_nprobe(self) -> IndexConfig:
+        if self.nprobe > self.nlist:
+            raise ValueError(f"nprobe={self.nprobe} exceeds nlist={self.nlist}; choose nprobe <= nlist")
+        return self
+
+    @property
+    def train_threshold(self) -> int:
+        """Items per modality at which an exact index is replaced by the IVF index."""
+        return self.train_min if self.train_min is not None else 39 * self.nlist
+
+    def build_params(self) -> dict[str, Any]:
+        """The fields that determine the stored index (search-time fields excluded)."""
+        if self.kind == "exact":
+            return {"kind": "exact"}
+        return {name: getattr(self, name) for name in BUILD_FIELDS}

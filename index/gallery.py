@@ -1,0 +1,380 @@
+"""FaissGallery: the ``Gallery`` protocol on one FAISS index per modality, SQLite metadata and a manifest.
+
+Directory layout: ``manifest.json`` (format, embedding_dim, model_version, git_sha, index config),
+``metadata.sqlite`` (items, their float32 vectors, the id counter) and ``faiss_vis.index`` / ``faiss_ir.index``.
+
+Consistency: SQLite is the source of truth. An add commits items *and vectors* to SQLite (one transaction,
+WAL, ``synchronous=FULL``: durable on return) before the vectors enter the in-memory FAISS index; a delete removes
+the vector from FAISS before its SQLite transaction commits. Ids come from a counter in the same transaction,
+are int64, monotonic and never reused, so an id names one immutable vector forever. The FAISS files are
+snapshots (checkpoints), written every ``checkpoint_every`` changes, on ``checkpoint()`` and on ``close()``,
+each atomically (temp file, fsync, ``os.replace``, fsync dir). Opening a directory loads each snapshot and
+reconciles it with SQLite by id set difference: ids only in FAISS are removed, ids only in SQLite are added
+from their stored vectors; a missing or unreadable snapshot is rebuilt from SQLite. A crash at any point
+therefore reopens to exactly the committed SQLite state: an add or delete that did not return is either fully
+there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite.
+
+Concurrency: writes are serialised by a mutex; searches share a readers-writer lock that writers take
+exclusively only while mutating or swapping an in-memory FAISS index (never during SQLite fsyncs or snapshot
+writes), so FAISS ids are always a subset of committed SQLite ids and every hit has its metadata.
+
+Approximate (``kind="ivf"``): a modality is exact until it holds ``train_threshold`` items; the add that
+crosses it trains the IVF index on (a sample of) the stored vectors, fills it, swaps it in and checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from common.modality import Modality
+from index import vector_index as vi
+from index.base import GalleryItem, Match, NewItem, SearchFilter
+from index.config import IndexConfig
+from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError
+from index.fsio import remove_stale_temps
+from index.locks import ReadWriteLock
+from index.manifest import MANIFEST_NAME, Manifest
+from index.metadata import SQLITE_NAME, MetadataStore
+
+logger = logging.getLogger(__name__)
+
+NORM_TOLERANCE = 1e-3
+_CHUNK = 8192  # vectors read from SQLite at a time when (re)building an index
+_TRAIN_PER_LIST = 64  # IVF training sample: at most this many vectors per list
+
+
+def index_filename(modality: Modality) -> str:
+    """File name of one modality's FAISS snapshot inside a gallery directory."""
+    return f"faiss_{modality.value}.index"
+
+
+def validate_embeddings(embeddings: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """Return float32 C-contiguous ``(n, dim)`` rows, each finite and of unit L2 norm.
+
+    Raises:
+        InvalidEmbeddingError: wrong shape, non-finite values, or a norm off 1 by more than ``NORM_TOLERANCE``.
+    """
+    arr = np.asarray(embeddings)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InvalidEmbeddingError(f"{what} must have shape (n, {dim}), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise InvalidEmbeddingError(f"{what} rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf")
+    norms = np.linalg.norm(arr, axis=1)
+    off = np.abs(norms - 1.0) > NORM_TOLERANCE
+    if off.any():
+        first = int(np.flatnonzero(off)[0])
+        raise InvalidEmbeddingError(
+            f"{what} rows {np.flatnonzero(off)[:10].tolist()} are not L2-normalised (row {first} has norm "
+            f"{norms[first]:.6f}); pass the encoder's normalised embeddings"
+        )
+    return arr
+
+
+class FaissGallery:
+    """A persistent gallery: one FAISS index per modality, metadata and vectors in SQLite, a manifest."""
+
+    def __init__(self, directory: Path, manifest: Manifest, store: MetadataStore, config: IndexConfig) -> None:
+        """Use ``FaissGallery.open``; this constructor only wires the parts."""
+        self.directory = directory
+        self.config = config
+        self._manifest = manifest
+        self._store = store
+        self._indexes: dict[Modality, faiss.Index] = {}
+        self._write_mutex = threading.Lock()
+        self._rw = ReadWriteLock()
+        self._changes = 0  # since the last checkpoint
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        embedding_dim: int,
+        model_version: str,
+        git_sha: str = "unknown",
+        config: IndexConfig | None = None,
+    ) -> FaissGallery:
+        """Open the gallery in ``directory``, creating it if the directory is empty or absent.
+
+        Raises:
+            IndexMismatchError: the manifest names another embedding dimension, model version or format.
+            GalleryCorruptError: the directory has files but no valid manifest, or its database is missing.
+        """
+        directory = Path(directory)
+        config = config or IndexConfig()
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temps(directory):
+            logger.warning("removed %s left by an interrupted save", stale)
+        if (directory / MANIFEST_NAME).exists():
+            manifest = Manifest.read(directory)
+            manifest.check(directory, embedding_dim, model_version)
+            if not (directory / SQLITE_NAME).exists() and any(
+                (directory / index_filename(m)).exists() for m in Modality
+            ):
+                raise GalleryCorruptError(
+                    f"{directory / SQLITE_NAME} is missing; the index files alone are not a gallery"
+                )
+        else:
+            if any(directory.iterdir()):
+                raise GalleryCorruptError(
+                    f"{directory} is not empty but has no {MANIFEST_NAME}; open an empty or new directory"
+                )
+            manifest = Manifest(
+                embedding_dim=embedding_dim, model_version=model_version, git_sha=git_sha, index=config.model_dump()
+            )
+            manifest.write(directory)
+            logger.info("created gallery %s (dim %d, model %s)", directory, embedding_dim, model_version)
+        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config)
+        try:
+            gallery._load(rebuild=IndexConfig.model_validate(manifest.index).build_params() != config.build_params())
+        except BaseException:
+            gallery._store.close()
+            raise
+        return gallery
+
+    def _load(self, rebuild: bool) -> None:
+        if rebuild:
+            logger.warning(
+                "index config changed from %s to %s: rebuilding %s from metadata.sqlite",
+                self._manifest.index,
+                self.config.model_dump(),
+                self.directory,
+            )
+        for modality in Modality:
+            path = self.directory / index_filename(modality)
+            index = None
+            if path.exists() and not rebuild:
+                try:
+                    index = vi.read(path)
+                except RuntimeError as exc:
+                    logger.warning("%s is unreadable (%s); rebuilding it from metadata.sqlite", path, exc)
+                if index is not None and index.d != self.embedding_dim:
+                    logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
+                    index = None
+            self._indexes[modality] = index if index is not None else self._build(modality)
+            self._changes += self._reconcile(modality, self._indexes[modality])
+        if rebuild:
+            self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
+            self._manifest.write(self.directory)
+        for modality in Modality:
+            self._maybe_upgrade(modality)
+        if rebuild or self._changes >= self.config.checkpoint_every:
+            self._checkpoint()
+
+    def _build(self, modality: Modality) -> faiss.Index:
+        """A new empty index for ``modality``: IVF trained on its stored vectors if there are enough, else exact."""
+        ids = self._store.ids(modality)
+        if self.config.kind != "ivf" or len(ids) < self.config.train_threshold:
+            return vi.new_exact(self.embedding_dim)
+        n_train = min(len(ids), max(self.config.nlist, _TRAIN_PER_LIST * self.config.nlist))
+        sample = np.sort(np.random.default_rng(0).choice(ids, size=n_train, replace=False))
+        _, train = self._store.vectors(sample)
+        logger.info(
+            "training IVF (nlist %d, %s) for %s on %d vectors",
+            self.config.nlist,
+            self.config.quantizer,
+            modality.value,
+            len(train),
+        )
+        return vi.new_ivf(self.config, self.embedding_dim, train)
+
+    def _reconcile(self, modality: Modality, index: faiss.Index) -> int:
+        """Make ``index`` hold exactly the ids SQLite holds for ``modality``; returns how many changed."""
+        have, want = vi.index_ids(index), self._store.ids(modality)
+        extra, missing = np.setdiff1d(have, want), np.setdiff1d(want, have)
+        if len(extra):
+            vi.remove(index, extra)
+        for start in range(0, len(missing), _CHUNK):
+            found, vectors = self._store.vectors(missing[start : start + _CHUNK])
+            vi.add(index, found, vectors)
+        if len(extra) or len(missing):
+            logger.info(
+                "%s index: replayed %d adds and %d deletes from metadata.sqlite",
+                modality.value,
+                len(missing),
+                len(extra),
+            )
+        return len(extra) + len(missing)
+
+    def _maybe_upgrade(self, modality: Modality) -> None:
+        """Replace an exact index by a trained IVF index once the modality is large enough (write mutex held)."""
+        if self.config.kind != "ivf" or vi.is_ivf(self._indexes[modality]):
+            return
+        if self._indexes[modality].ntotal < self.config.train_threshold:
+            return
+        index = self._build(modality)
+        self._reconcile(modality, index)
+        with self._rw.write():
+            self._indexes[modality] = index
+        self._changes += 1
+        self._checkpoint()
+
+    @property
+    def embedding_dim(self) -> int:
+        """Dimension of stored embeddings."""
+        return self._manifest.embedding_dim
+
+    @property
+    def model_version(self) -> str:
+        """Version of the model whose embeddings the gallery holds."""
+        return self._manifest.model_version
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GalleryError(f"gallery {self.directory} is closed")
+
+    def add(self, items: Sequence[NewItem]) -> list[int]:
+        """Add all items or none; returns their new ids in order; durable on return."""
+        self._check_open()
+        if not items:
+            return []
+        rows = [np.asarray(item.embedding).reshape(1, -1) for item in items]
+        if any(row.shape[1] != self.embedding_dim for row in rows):
+            shapes = sorted({np.asarray(item.embedding).shape for item in items})
+            raise InvalidEmbeddingError(f"embeddings must have shape ({self.embedding_dim},), got {shapes}")
+        embeddings = validate_embeddings(np.concatenate(rows), self.embedding_dim, "embeddings")
+        modalities = np.array([Modality(it.modality).value for it in items])
+        with self._write_mutex:
+            self._check_open()
+            ids = np.asarray(self._store.add(items, embeddings), dtype=np.int64)
+            try:
+                with self._rw.write():
+                    for modality in Modality:
+                        mask = modalities == modality.value
+                        if mask.any():
+                            vi.add(self._indexes[modality], ids[mask], embeddings[mask])
+            except BaseException:
+                with self._rw.write():
+                    for modality in Modality:
+                        vi.remove(self._indexes[modality], ids)
+                self._store.delete(ids.tolist())
+                raise
+            self._changes += len(ids)
+            for modality in Modality:
+                self._maybe_upgrade(modality)
+            self._maybe_checkpoint()
+        return ids.tolist()
+
+    def get(self, item_id: int) -> GalleryItem:
+        """One item; raises ``ItemNotFoundError``."""
+        self._check_open()
+        with self._rw.read():
+            return self._store.get(item_id)
+
+    def list(self, offset: int = 0, limit: int = 100, modality: Modality | None = None) -> list[GalleryItem]:
+        """Items in id order, paged."""
+        self._check_open()
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, got offset={offset}, limit={limit}")
+        with self._rw.read():
+            return self._store.list(offset, limit, modality)
+
+    def counts(self) -> dict[Modality, int]:
+        """Number of items per modality (every modality present as a key)."""
+        self._check_open()
+        with self._rw.read():
+            return self._store.counts()
+
+    def delete(self, item_id: int) -> None:
+        """Remove one item (vector and metadata); raises ``ItemNotFoundError``; durable on return."""
+        self._check_open()
+        with self._write_mutex:
+            self._check_open()
+            item = self._store.get(item_id)
+            ids, vectors = self._store.vectors(np.array([item.id], dtype=np.int64))
+            index = self._indexes[item.modality]
+            with self._rw.write():
+                vi.remove(index, ids)
+            try:
+                self._store.delete([item.id])
+            except BaseException:
+                with self._rw.write():
+                    vi.add(index, ids, vectors)
+                raise
+            self._changes += 1
+            self._maybe_checkpoint()
+
+    def search(self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None) -> list[list[Match]]:
+        """Top-k matches for each query row of float32 ``(n, dim)``, best first.
+
+        Exactly the ``top_k`` best matching items when enough match (exact index), filtered by modality (one
+        index each), label and camera (a FAISS id selector, or exact scoring of the stored vectors when at most
+        ``filter_exact_limit`` items match) and then ``min_score``.
+        """
+        self._check_open()
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        queries = validate_embeddings(queries, self.embedding_dim, "queries")
+        if len(queries) == 0:
+            return []
+        where = where or SearchFilter()
+        modalities = [Modality(where.modality)] if where.modality is not None else list(Modality)
+        filtered = where.label is not None or where.camera is not None
+        with self._rw.read():
+            results = []
+            for modality in modalities:
+                index = self._indexes[modality]
+                among = self._store.ids(modality, where.label, where.camera) if filtered else None
+                if among is not None and len(among) <= self.config.filter_exact_limit:
+                    found, vectors = self._store.vectors(among)
+                    results.append(vi.exact_top_k(queries, vectors, found, top_k))
+                elif among is None or len(among):
+                    results.append(vi.search(index, queries, top_k, self.config.nprobe, among))
+            if not results:
+                return [[] for _ in range(len(queries))]
+            scores, ids = vi.merge_top_k(results, top_k)
+            items = self._store.get_many(np.unique(ids[ids >= 0]).tolist())
+        min_score = -np.inf if where.min_score is None else where.min_score
+        return [
+            [
+                Match(item=items[int(i)], score=float(s))
+                for s, i in zip(row_scores, row_ids, strict=True)
+                if i >= 0 and s >= min_score and int(i) in items
+            ]
+            for row_scores, row_ids in zip(scores, ids, strict=True)
+        ]
+
+    def _maybe_checkpoint(self) -> None:
+        if self._changes >= self.config.checkpoint_every:
+            self._checkpoint()
+
+    def checkpoint(self) -> None:
+        """Snapshot the FAISS indexes to disk now (bounds the replay on the next open)."""
+        self._check_open()
+        with self._write_mutex:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write every modality's index atomically (write mutex held; searches continue meanwhile)."""
+        with self._rw.read():
+            for modality, index in self._indexes.items():
+                vi.write(index, self.directory / index_filename(modality))
+        logger.info("checkpointed %s after %d changes", self.directory, self._changes)
+        self._changes = 0
+
+    def close(self) -> None:
+        """Checkpoint if anything changed, release resources; further calls fail. Idempotent."""
+        with self._write_mutex:
+            if self._closed:
+                return
+            missing = any(not (self.directory / index_filename(m)).exists() for m in Modality)
+            if self._changes or missing:
+                self._checkpoint()
+            with self._rw.write():
+                self._store.close()
+                self._indexes.clear()
+                self._closed = True
+
+    def __enter__(self) -> FaissGallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
