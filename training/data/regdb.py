@@ -1,0 +1,94 @@
+"""RegDB: one of ten fixed train/test identity splits, read from the ``idx/`` lists of the AGW release."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from common.modality import Modality
+from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
+from training.data.sysu import relabel, require_dirs
+
+logger = logging.getLogger(__name__)
+
+TRIALS = range(1, 11)
+CAMIDS: dict[Modality, int] = {Modality.VISIBLE: 1, Modality.INFRARED: 2}  # one camera per modality
+_FILE_MODALITY: dict[Modality, str] = {Modality.VISIBLE: "visible", Modality.INFRARED: "thermal"}
+
+
+def read_list(path: Path) -> list[tuple[str, int]]:
+    """``(relative path, label)`` per non-empty line ``relpath label`` of an index file."""
+    if not path.is_file():
+        raise DatasetLayoutError(f"index file not found: {path} (expected lines '<relative image path> <label>')")
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetLayoutError(f"{path}:{number}: expected '<relative image path> <label>', got {line!r}")
+        entries.append((parts[0], int(parts[1])))
+    if not entries:
+        raise DatasetLayoutError(f"index file {path} lists no images")
+    return entries
+
+
+def check_images(root: Path, entries: list[tuple[str, int]], index_file: Path) -> None:
+    """Raise :class:`DatasetLayoutError` if any listed image is missing under ``root``."""
+    missing = [rel for rel, _ in entries if not (root / rel).is_file()]
+    if missing:
+        raise DatasetLayoutError(
+            f"{len(missing)} images listed in {index_file} are missing under {root}, e.g. {root / missing[0]}"
+        )
+
+
+class RegDB(VIReIDDataset):
+    """RegDB (Nguyen et al., "Person Recognition System Based on a Combination of Body Images from Visible Light
+    and Thermal Cameras", Sensors 2017), with the ten random identity splits of the AGW release.
+
+    URL: http://dm.dongguk.edu/link.html (by request); split lists from github.com/mangye16/Cross-Modal-Re-ID-baseline.
+    Statistics: 412 ids, 10 visible + 10 thermal images each (8,240); per trial 206 training and 206 test ids
+        (2,060 test images per modality).
+    Layout: <root>/idx/{train,test}_{visible,thermal}_{trial}.txt with lines ``<relative path> <label>`` (trials
+        1..10), images under <root>/Visible/ and <root>/Thermal/ as the lists name them.
+    Evaluation: visible->thermal and thermal->visible over the test ids of the trial (``eval_regdb``).
+    ``camid`` is 1 for visible and 2 for thermal images.
+    """
+
+    name = "regdb"
+
+    def __init__(self, root: str | Path, trial: int = 1) -> None:
+        if trial not in TRIALS:
+            raise ValueError(f"RegDB trial must be in 1..10, got {trial}")
+        self.root = Path(root)
+        self.trial = trial
+        require_dirs(self.root, ["idx"], "RegDB")
+        train = {m: self._read("train", m) for m in Modality}
+        self._test = {m: self._read("test", m) for m in Modality}
+        self.train_visible, self.train_infrared = relabel(
+            self._items(train[Modality.VISIBLE], Modality.VISIBLE),
+            self._items(train[Modality.INFRARED], Modality.INFRARED),
+            self.name,
+        )
+        logger.info("RegDB trial %d: %d training ids", trial, self.num_train_pids)
+
+    def _read(self, subset: str, modality: Modality) -> list[tuple[str, int]]:
+        index_file = self.root / "idx" / f"{subset}_{_FILE_MODALITY[modality]}_{self.trial}.txt"
+        entries = read_list(index_file)
+        check_images(self.root, entries, index_file)
+        return entries
+
+    def _items(self, entries: list[tuple[str, int]], modality: Modality) -> list[tuple[Path, int, int]]:
+        return [(self.root / rel, label, CAMIDS[modality]) for rel, label in entries]
+
+    def test_samples(self, modality: Modality) -> tuple[Sample, ...]:
+        """Test images of one modality in list order, with their original labels."""
+        return tuple(Sample(p, pid, cam, modality) for p, pid, cam in self._items(self._test[modality], modality))
+
+    def eval_splits(self) -> list[EvalSplit]:
+        """``regdb/vis2ir/trial{t}`` (visible queries, thermal gallery) and ``regdb/ir2vis/trial{t}``."""
+        vis, ir = self.test_samples(Modality.VISIBLE), self.test_samples(Modality.INFRARED)
+        return [
+            EvalSplit(f"regdb/vis2ir/trial{self.trial}", vis, ir),
+            EvalSplit(f"regdb/ir2vis/trial{self.trial}", ir, vis),
+        ]
