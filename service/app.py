@@ -1,0 +1,54 @@
+"""The FastAPI app factory: ``uvicorn --factory service.app:create_app`` (nothing is loaded at import)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from service.errors import install_error_handlers
+from service.limits import BodyLimitMiddleware
+from service.metrics import Metrics, RequestCounterMiddleware
+from service.routes import embed, gallery, health, search
+from service.runtime import open_runtime
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Visible-infrared person re-identification: embed person crops, keep a gallery, search across
+modalities (an infrared query searches visible items by default, and the other way round).
+
+Errors are JSON `{"error": code, "detail": message}`. Writes need the `X-API-Key` header when the service
+has an API key configured.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; encoders, gallery and batchers are loaded by its lifespan (startup fails if they cannot)."""
+    settings = settings or Settings()
+    metrics = Metrics(CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings, metrics)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            app.state.runtime = None  # readiness fails from here on
+            await runtime.close()
+            logger.info("service stopped")
+
+    app = FastAPI(title="VI-ReID retrieval service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.runtime = None
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
+    for module in (embed, gallery, search, health):
+        app.include_router(module.router)
+    return app

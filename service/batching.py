@@ -1,0 +1,175 @@
+"""Dynamic micro-batching: concurrent requests of one modality share one encoder run, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+EncodeFn = Callable[[np.ndarray], np.ndarray]
+BatchObserver = Callable[[int, float], None]  # (images in the batch, seconds spent encoding)
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher is not running (not started yet, or shutting down)."""
+
+
+@dataclass
+class _Job:
+    images: np.ndarray
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+
+class MicroBatcher:
+    """Runs ``encode`` in a thread pool; with batching on, groups queued requests into batches.
+
+    A batch closes when it holds ``max_batch`` images or ``max_wait_ms`` has passed since its first request;
+    a request larger than ``max_batch`` is split. While one batch runs, new requests queue for the next, so
+    the batch size grows with the load. With ``batching=False`` every request runs on its own.
+    """
+
+    def __init__(
+        self,
+        encode: EncodeFn,
+        *,
+        name: str,
+        batching: bool = True,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        workers: int = 1,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        """Configure; call ``start()`` inside the event loop before ``embed``."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.name = name
+        self.batching = batching
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self._encode = encode
+        self._workers = workers
+        self._observer = observer
+        self._executor: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._held: list[_Job] = []  # taken from the queue by the collector, not yet resolved
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._executor is not None
+
+    async def start(self) -> None:
+        """Create the thread pool and, with batching on, the collector task."""
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"encode-{self.name}")
+        if self.batching:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop collecting, fail requests still queued, release the threads."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        orphans, self._held = self._held, []
+        if self._queue is not None:
+            while not self._queue.empty():
+                orphans.append(self._queue.get_nowait())
+            self._queue = None
+        for job in orphans:
+            if not job.future.done():
+                job.future.set_exception(BatcherClosedError(f"encoder {self.name} is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embed float32 ``(N, 3, H, W)`` images; returns ``(N, D)`` in the same order."""
+        if self._executor is None:
+            raise BatcherClosedError(f"encoder {self.name} is not running")
+        if not self.batching:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_encode, images)
+        chunks = [images[i : i + self.max_batch] for i in range(0, images.shape[0], self.max_batch)]
+        parts = await asyncio.gather(*(self._submit(chunk) for chunk in chunks))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _submit(self, images: np.ndarray) -> np.ndarray:
+        if self._queue is None:
+            raise BatcherClosedError(f"encoder {self.name} is not running")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(images, future))
+        return await future
+
+    def _timed_encode(self, images: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self._encode(images)
+        if self._observer is not None:
+            self._observer(int(images.shape[0]), time.perf_counter() - start)
+        return out
+
+    async def _collect(self) -> None:
+        assert self._queue is not None
+        carry: _Job | None = None
+        while True:
+            first = carry if carry is not None else await self._queue.get()
+            self._held = [first]
+            jobs, carry = await self._gather_batch(first)
+            await self._run(jobs)
+            self._held = [carry] if carry is not None else []
+
+    async def _gather_batch(self, first: _Job) -> tuple[list[_Job], _Job | None]:
+        """Collect jobs after ``first`` until the batch is full or the wait is over; returns (batch, carry-over)."""
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        jobs, size = [first], first.size
+        deadline = loop.time() + self.max_wait
+        while size < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            self._held.append(job)
+            if size + job.size > self.max_batch:
+                return jobs, job
+            jobs.append(job)
+            size += job.size
+        return jobs, None
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]  # a client that went away cancelled its future
+        if not jobs or self._executor is None:
+            return
+        batch = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_encode, batch)
+        except Exception as exc:  # the error belongs to every request of the batch
+            logger.exception("encoder %s failed on a batch of %d images", self.name, batch.shape[0])
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        start = 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(out[start : start + job.size])
+            start += job.size

@@ -1,0 +1,117 @@
+"""Exceptions to HTTP: one table, one handler per entry, every error as ``{"error": code, "detail": message}``.
+
+Statuses: 400 bad parameter value, 401 missing/wrong API key on a write, 404 unknown gallery id or route,
+413 body over ``max_body_bytes`` (checked from Content-Length and while reading) or an image over
+``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding), 415 not a decodable
+image, 422 request validation (FastAPI's, reshaped), 503 encoders or gallery not loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from common.preprocess import ImageDecodeError, ImageTooLargeError
+from index.errors import InvalidEmbeddingError, ItemNotFoundError
+from service.batching import BatcherClosedError
+
+logger = logging.getLogger(__name__)
+
+
+class BadParameterError(ValueError):
+    """A request parameter has a value the service cannot use (unknown modality, wrong embedding length, ...)."""
+
+
+class TooManyFilesError(BadParameterError):
+    """A request carries more image files than ``max_files_per_request``."""
+
+
+class UnauthorizedError(Exception):
+    """A write came without the configured API key, or with a wrong one."""
+
+
+class UnsupportedMediaTypeError(ValueError):
+    """The request body has a content type the endpoint does not take."""
+
+
+class NotReadyError(RuntimeError):
+    """Encoders or gallery are not loaded (startup not finished, or shutting down)."""
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """The request body exceeds ``max_body_bytes``; an HTTPException so FastAPI's body reader re-raises it."""
+
+    def __init__(self, limit: int) -> None:
+        """Say what the limit is."""
+        super().__init__(status_code=413, detail=f"request body exceeds the limit of {limit} bytes")
+
+
+HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    BadParameterError: (400, "bad_parameter"),
+    TooManyFilesError: (400, "too_many_files"),
+    InvalidEmbeddingError: (400, "invalid_embedding"),
+    UnauthorizedError: (401, "unauthorized"),
+    ItemNotFoundError: (404, "not_found"),
+    BodyTooLargeError: (413, "body_too_large"),
+    ImageTooLargeError: (413, "image_too_large"),
+    ImageDecodeError: (415, "unsupported_image"),
+    UnsupportedMediaTypeError: (415, "unsupported_media_type"),
+    RequestValidationError: (422, "validation_error"),
+    NotReadyError: (503, "not_ready"),
+    BatcherClosedError: (503, "not_ready"),
+}
+
+_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def error_response(status: int, code: str, detail: str) -> JSONResponse:
+    """The JSON error body every failure uses."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, StarletteHTTPException):
+        return str(exc.detail)
+    if isinstance(exc, RequestValidationError):
+        return format_validation_errors(exc.errors())
+    return str(exc.args[0]) if exc.args else type(exc).__name__  # KeyError's str() would add quotes
+
+
+def format_validation_errors(errors: Sequence[Any]) -> str:
+    """One line per pydantic error: ``location: message``."""
+    parts = []
+    for err in errors:
+        loc = ".".join(str(part) for part in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register one handler per ``HTTP_ERRORS`` entry, plus Starlette's HTTP errors and a catch-all 500."""
+
+    def make_handler(status: int, code: str) -> Any:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return error_response(status, code, _message(exc))
+
+        return handler
+
+    for exc_type, (status, code) in HTTP_ERRORS.items():
+        app.add_exception_handler(exc_type, make_handler(status, code))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": _message(exc)}, status_code=exc.status_code, headers=exc.headers)
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal server error; see the service log")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)

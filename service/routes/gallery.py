@@ -1,0 +1,153 @@
+"""The gallery resource: add (all or nothing), list, get, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from common.modality import Modality
+from index.base import NewItem
+from service.deps import WRITE_ACCESS, ModalityDep, RuntimeDep, parse_modality
+from service.errors import BadParameterError
+from service.images import Upload, read_uploads
+from service.schemas import AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
+
+router = APIRouter(tags=["gallery"])
+
+_METADATA_LIST = TypeAdapter(list[ItemMetadata])
+_METADATA_EXAMPLE = '[{"label": "0042", "camera": "cam1"}, {"label": "0043", "extra": {"site": "gate-3"}}]'
+
+
+def _validation_error(exc: ValidationError, field: str) -> RequestValidationError:
+    errors = [{**err, "loc": ("body", field, *err["loc"])} for err in exc.errors(include_url=False)]
+    return RequestValidationError(errors)
+
+
+def parse_metadata(
+    count: int, shared: dict[str, Any], metadata_json: str | None, extra_json: str | None
+) -> list[ItemMetadata]:
+    """Per-file metadata: the shared form fields, overridden by the file's entry of the ``metadata`` JSON list.
+
+    Raises:
+        RequestValidationError: ``extra`` or ``metadata`` is not valid JSON of the documented shape (422).
+        BadParameterError: ``metadata`` has a different length than the list of files (400).
+    """
+    if extra_json is not None:
+        try:
+            shared["extra"] = json.loads(extra_json)
+        except json.JSONDecodeError as exc:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body", "extra"), "msg": f"invalid JSON: {exc}", "input": extra_json}]
+            ) from exc
+    try:
+        base = ItemMetadata.model_validate({k: v for k, v in shared.items() if v is not None})
+    except ValidationError as exc:
+        raise _validation_error(exc, "form") from exc
+    if metadata_json is None:
+        return [base] * count
+    try:
+        per_file = _METADATA_LIST.validate_json(metadata_json)
+    except ValidationError as exc:
+        raise _validation_error(exc, "metadata") from exc
+    if len(per_file) != count:
+        raise BadParameterError(f"metadata lists {len(per_file)} entries for {count} files; send one per file")
+    return [base.model_copy(update=m.model_dump(exclude_unset=True)) for m in per_file]
+
+
+def _new_item(embedding: Any, modality: Modality, upload: Upload, meta: ItemMetadata) -> NewItem:
+    return NewItem(
+        embedding=embedding,
+        modality=modality,
+        label=meta.label,
+        camera=meta.camera,
+        captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
+        source=meta.source if meta.source is not None else upload.filename,
+        sha256=upload.sha256,
+        extra=meta.extra,
+    )
+
+
+@router.post(
+    "/gallery",
+    response_model=AddResponse,
+    status_code=201,
+    summary="Add images to the gallery (all or nothing)",
+    dependencies=[WRITE_ACCESS],
+    responses=error_responses(400, 401, 413, 415, 422, 503),
+)
+async def add_items(
+    runtime: RuntimeDep,
+    modality: ModalityDep,
+    files: Annotated[list[UploadFile], File(description="one or more image files")],
+    label: Annotated[str | None, Form(description="person label for every file")] = None,
+    camera: Annotated[str | None, Form(description="camera for every file")] = None,
+    captured_at: Annotated[str | None, Form(description="ISO 8601 capture time for every file")] = None,
+    source: Annotated[str | None, Form(description="source name for every file (default: file name)")] = None,
+    extra: Annotated[str | None, Form(description="free JSON object for every file", examples=['{"site": 3}'])] = None,
+    metadata: Annotated[
+        str | None,
+        Form(
+            description="JSON list, one metadata object per file, overriding the fields above",
+            examples=[_METADATA_EXAMPLE],
+        ),
+    ] = None,
+) -> AddResponse:
+    """Embed the images and add them with their metadata; if any file fails, nothing is added.
+
+    Example: `curl -H 'X-API-Key: $KEY' -F files=@a.jpg -F files=@b.jpg -F label=0042 'http://localhost:8000/gallery?modality=vis'`
+    """
+    uploads = await read_uploads(files, runtime.settings.max_files_per_request)
+    shared = {"label": label, "camera": camera, "captured_at": captured_at, "source": source}
+    metas = parse_metadata(len(uploads), shared, metadata, extra)
+    embeddings = await runtime.embed_uploads(modality, uploads, endpoint="gallery")
+    items = [_new_item(e, modality, u, m) for e, u, m in zip(embeddings, uploads, metas, strict=True)]
+    ids = await run_in_threadpool(runtime.gallery.add, items)
+    await runtime.refresh_gallery_gauge()
+    return AddResponse(modality=modality, ids=ids)
+
+
+@router.get("/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 503))
+async def list_items(
+    runtime: RuntimeDep,
+    offset: Annotated[int, Query(ge=0, description="items to skip (id order)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    modality: Annotated[str | None, Query(description="only this modality: vis|ir")] = None,
+) -> GalleryPage:
+    """A page of items in id order, and the number of items per modality."""
+    only = parse_modality(modality) if modality is not None else None
+    with runtime.metrics.time("metadata"):
+        items = await run_in_threadpool(runtime.gallery.list, offset, limit, only)
+        counts = await run_in_threadpool(runtime.gallery.counts)
+    total = counts[only] if only is not None else sum(counts.values())
+    return GalleryPage(
+        items=[GalleryItemOut.of(i) for i in items], offset=offset, limit=limit, total=total, counts=counts
+    )
+
+
+@router.get(
+    "/gallery/{item_id}", response_model=GalleryItemOut, summary="One gallery item", responses=error_responses(404, 503)
+)
+async def get_item(runtime: RuntimeDep, item_id: int) -> GalleryItemOut:
+    """The item's metadata (no vector)."""
+    with runtime.metrics.time("metadata"):
+        item = await run_in_threadpool(runtime.gallery.get, item_id)
+    return GalleryItemOut.of(item)
+
+
+@router.delete(
+    "/gallery/{item_id}",
+    status_code=204,
+    summary="Delete a gallery item",
+    dependencies=[WRITE_ACCESS],
+    responses=error_responses(401, 404, 503),
+)
+async def delete_item(runtime: RuntimeDep, item_id: int) -> Response:
+    """Remove the item's vector and metadata; durable on return."""
+    await run_in_threadpool(runtime.gallery.delete, item_id)
+    await runtime.refresh_gallery_gauge()
+    return Response(status_code=204)
