@@ -26,6 +26,7 @@ class DataConfig(Frozen):
     name: Literal["sysu_mm01", "regdb", "llcm"]
     root: Path
     trial: int = Field(1, ge=1, le=10, description="RegDB split 1..10 (ignored by SYSU-MM01 and LLCM)")
+    num_trials: int = Field(10, ge=1, description="random galleries of SYSU-MM01 / LLCM evaluation")
     workers: int = Field(4, ge=0)
     eval_batch_size: int = Field(64, ge=1)
 

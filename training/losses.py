@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from model.net import TrainOutput
 
 # Stream pairs whose union the triplet loss mines over (METHOD.md §3).
-TRIPLET_PAIRS_AMG: tuple[tuple[int, int], ...] = ((0, 2), (0, 3), (1, 2), (1, 3))  # (V,I) (V,Ia) (Va,I) (Va,Ia)
-TRIPLET_PAIRS_PLAIN: tuple[tuple[int, int], ...] = ((0, 1),)  # (V, I)
+TRIPLET_PAIRS_AMG: tuple[tuple[str, str], ...] = (("V", "I"), ("V", "I_aux"), ("V_aux", "I"), ("V_aux", "I_aux"))
+TRIPLET_PAIRS_PLAIN: tuple[tuple[str, str], ...] = (("V", "I"),)
 
 
 def id_loss(logits: list[Tensor], targets: Tensor, label_smoothing: float = 0.1) -> Tensor:
@@ -53,8 +53,10 @@ def batch_hard_triplet(feats: Tensor, pids: Tensor, margin: float = 0.3) -> Tens
     return F.relu(hardest_pos - hardest_neg + margin).mean()
 
 
-def cross_modal_triplet(streams: list[Tensor], pids: Tensor, pairs: tuple[tuple[int, int], ...], margin: float) -> Tensor:
-    """Batch-hard triplet over the union of each stream pair (rows share ``pids``), averaged over pairs."""
+def cross_modal_triplet(
+    streams: dict[str, Tensor], pids: Tensor, pairs: tuple[tuple[str, str], ...], margin: float
+) -> Tensor:
+    """Batch-hard triplet over the union of each named stream pair (rows share ``pids``), averaged over pairs."""
     labels = torch.cat([pids, pids])
     losses = [batch_hard_triplet(torch.cat([streams[a], streams[b]]), labels, margin) for a, b in pairs]
     return torch.stack(losses).mean()
@@ -78,16 +80,12 @@ def compute_losses(out: TrainOutput, pids: Tensor, cfg: LossConfig) -> dict[str,
         0 without AMG).
     """
     num_streams = len(out.streams)
-    if num_streams not in (2, 4):
-        raise ValueError(f"expected 2 or 4 streams, got {out.streams}")
-    n = pids.shape[0]
     ident = id_loss(out.logits, pids.repeat(num_streams), cfg.label_smoothing)
-    streams = list(out.feats.split(n))
-    pairs = TRIPLET_PAIRS_AMG if num_streams == 4 else TRIPLET_PAIRS_PLAIN
-    triplet = cross_modal_triplet(streams, pids, pairs, cfg.margin)
-    if out.dcl is not None and num_streams == 4:
-        dcl_streams = out.dcl.split(n)
-        dcl = dcl_loss(dcl_streams[1], dcl_streams[3])
+    feats = {name: out.feats[out.rows(name)] for name in out.streams}
+    pairs = TRIPLET_PAIRS_AMG if "V_aux" in out.streams else TRIPLET_PAIRS_PLAIN
+    triplet = cross_modal_triplet(feats, pids, pairs, cfg.margin)
+    if out.dcl is not None:
+        dcl = dcl_loss(out.dcl[out.rows("V_aux")], out.dcl[out.rows("I_aux")])
     else:
         dcl = torch.zeros((), device=pids.device)
     total = cfg.id_weight * ident + cfg.triplet_weight * triplet + cfg.dcl_weight * dcl

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from training.losses import batch_hard_triplet, cross_modal_triplet, dcl_loss, id_loss
+from model.net import TrainOutput
+from training.config import LossConfig
+from training.losses import batch_hard_triplet, compute_losses, cross_modal_triplet, dcl_loss, id_loss
 
 
 def test_id_loss_uniform_logits_is_log_c() -> None:
@@ -64,8 +66,9 @@ def test_cross_modal_triplet_mines_over_the_union_and_averages_pairs() -> None:
     i = torch.tensor([[1.0], [4.0]])
     v_swapped = torch.tensor([[4.0], [1.0]])
     pids = torch.tensor([0, 1])
-    assert cross_modal_triplet([v, i], pids, ((0, 1),), 0.3).item() == pytest.approx(0.0, abs=1e-5)
-    assert cross_modal_triplet([v, i, v_swapped], pids, ((0, 1), (1, 2)), 0.3).item() == pytest.approx(1.65, abs=1e-4)
+    streams = {"V": v, "I": i, "Vs": v_swapped}
+    assert cross_modal_triplet(streams, pids, (("V", "I"),), 0.3).item() == pytest.approx(0.0, abs=1e-5)
+    assert cross_modal_triplet(streams, pids, (("V", "I"), ("I", "Vs")), 0.3).item() == pytest.approx(1.65, abs=1e-4)
 
 
 def test_dcl_loss_mean_l2_distance() -> None:
@@ -73,3 +76,40 @@ def test_dcl_loss_mean_l2_distance() -> None:
     va = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
     ia = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
     assert dcl_loss(va, ia).item() == pytest.approx(2.5)
+
+
+def _output(streams: tuple[str, ...], feats: list[list[float]], dcl: list[list[float]] | None) -> TrainOutput:
+    n_rows = len(feats)
+    return TrainOutput(
+        streams=streams,
+        logits=[torch.zeros(n_rows, 3)],
+        feats=torch.tensor(feats),
+        dcl=None if dcl is None else torch.tensor(dcl),
+    )
+
+
+def test_compute_losses_with_amg_weights_the_terms() -> None:
+    """N = 2 rows per stream, pids (0, 1), 1-D features per stream: V = (0, 3), V_aux = (0, 3), I = (1, 4),
+    I_aux = (4, 1) (identities swapped). Triplet pairs: (V,I) 0; (V,I_aux): union x = (0,3,4,1), pids (0,1,0,1):
+    anchor 0: pos 4, neg min(3, 1) = 1 -> 3.3; anchor 3: pos 2, neg min(3, 1) = 1 -> 1.3; anchor 4: pos 4,
+    neg 1 -> 3.3; anchor 1: pos 2, neg 1 -> 1.3; mean 2.3. (V_aux,I) = 0, (V_aux,I_aux) = 2.3; triplet = 1.15.
+    ID: zero logits over 3 classes -> log 3. DCL: rows of V_aux dcl (1,0), (0,1) vs I_aux (0,1), (0,1) ->
+    distances sqrt(2), 0 -> mean 0.707107. Total = log 3 + 1.15 + 0.5 * 0.707107 = 2.602166.
+    """
+    feats = [[0.0], [3.0], [0.0], [3.0], [1.0], [4.0], [4.0], [1.0]]
+    dcl = [[0.0, 0.0]] * 2 + [[1.0, 0.0], [0.0, 1.0]] + [[0.0, 0.0]] * 2 + [[0.0, 1.0], [0.0, 1.0]]
+    out = _output(("V", "V_aux", "I", "I_aux"), feats, dcl)
+    losses = compute_losses(out, torch.tensor([0, 1]), LossConfig())
+    assert losses["id"].item() == pytest.approx(math.log(3), abs=1e-6)
+    assert losses["triplet"].item() == pytest.approx(1.15, abs=1e-4)
+    assert losses["dcl"].item() == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
+    assert losses["total"].item() == pytest.approx(math.log(3) + 1.15 + 0.5 * math.sqrt(2) / 2, abs=1e-4)
+
+
+def test_compute_losses_without_amg_uses_v_i_only() -> None:
+    """V = (0, 3), I = (4, 1): union (0,3,4,1), pids (0,1,0,1) -> triplet 2.3 (as above); DCL is 0."""
+    out = _output(("V", "I"), [[0.0], [3.0], [4.0], [1.0]], None)
+    losses = compute_losses(out, torch.tensor([0, 1]), LossConfig(triplet_weight=2.0))
+    assert losses["triplet"].item() == pytest.approx(2.3, abs=1e-4)
+    assert losses["dcl"].item() == 0.0
+    assert losses["total"].item() == pytest.approx(math.log(3) + 2 * 2.3, abs=1e-4)

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from common.modality import Modality
+from model.config import NetConfig
 from training.config import AugmentConfig
 from training.data.base import Sample
 from training.samplers import IdentitySampler, PairedBatchDataset
 from training.transforms import build_train_transform
-from model.config import NetConfig
 
 # 10 identities; visible counts 3..12 images, infrared 2..6 (id 0 has fewer than K = 4 infrared images)
 VIS_PIDS = [p for p in range(10) for _ in range(3 + p)]
@@ -67,12 +67,13 @@ def test_deterministic_per_seed_and_epoch() -> None:
     a, b = _sampler(), _sampler()
     a.set_epoch(3)
     b.set_epoch(3)
-    assert all(np.array_equal(x.vis, y.vis) and np.array_equal(x.ir, y.ir) for x, y in zip(a.batches(), b.batches()))
+    pairs = zip(a.batches(), b.batches(), strict=True)
+    assert all(np.array_equal(x.vis, y.vis) and np.array_equal(x.ir, y.ir) for x, y in pairs)
     b.set_epoch(4)
-    assert not all(np.array_equal(x.vis, y.vis) for x, y in zip(a.batches(), b.batches()))
+    assert not all(np.array_equal(x.vis, y.vis) for x, y in zip(a.batches(), b.batches(), strict=True))
     c = _sampler(seed=8)
     c.set_epoch(3)
-    assert not all(np.array_equal(x.vis, y.vis) for x, y in zip(a.batches(), c.batches()))
+    assert not all(np.array_equal(x.vis, y.vis) for x, y in zip(a.batches(), c.batches(), strict=True))
 
 
 def test_state_dict_resumes_the_same_stream() -> None:

@@ -1,0 +1,143 @@
+"""Evaluation CLI: community protocols on a checkpoint, with and without flip averaging.
+
+``python -m training.evaluate --checkpoint runs/sysu-hagl-amg-p4/checkpoint.pt --out results.json``
+evaluates the checkpoint's own data set; ``--data sysu_mm01=/data/SYSU-MM01 --data regdb=/data/RegDB`` picks
+others (SYSU-MM01: all-search and indoor, ``--trials`` random galleries; RegDB: visible->infrared and
+infrared->visible on ``--regdb-trial``). Prints a table and writes JSON with R1/R5/R10/R20/mAP/mINP in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from model.net import VIReIDNet
+from training.checkpoint import CheckpointError, checkpoint_hash, load_model
+from training.config import DataConfig, ExperimentConfig
+from training.data.base import DatasetLayoutError
+from training.distributed import resolve_device
+from training.engine import evaluate
+from training.train import build_dataset
+
+logger = logging.getLogger(__name__)
+
+FLIP_SETTINGS = {"no_flip": False, "flip": True}
+
+
+def data_configs(
+    cfg: ExperimentConfig, specs: list[str], trials: int | None, regdb_trial: int | None
+) -> list[DataConfig]:
+    """Data sets to evaluate: ``NAME=ROOT`` specs, or the checkpoint's own data set when none is given."""
+    base = cfg.data
+    if not specs:
+        chosen = [base]
+    else:
+        chosen = []
+        for spec in specs:
+            name, sep, root = spec.partition("=")
+            if not sep or not root:
+                raise ValueError(f"--data {spec!r}: expected NAME=ROOT, e.g. sysu_mm01=/data/SYSU-MM01")
+            chosen.append(DataConfig.model_validate({**base.model_dump(), "name": name, "root": root}))
+    updates: dict[str, Any] = {}
+    if trials is not None:
+        updates["num_trials"] = trials
+    if regdb_trial is not None:
+        updates["trial"] = regdb_trial
+    return [d.model_copy(update=updates) for d in chosen]
+
+
+def evaluate_checkpoint(
+    net: VIReIDNet,
+    data: list[DataConfig],
+    device_kind: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    show_progress: bool = False,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{setting: {"no_flip"|"flip": {"R1", ..., "mINP"}}}`` fractions, each setting averaged over its trials."""
+    device = resolve_device(device_kind)  # type: ignore[arg-type]
+    net.to(device).eval()
+    progress = (lambda it, desc: tqdm(it, desc=desc, leave=False)) if show_progress else None
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for data_cfg in data:
+        splits = build_dataset(data_cfg).eval_splits()
+        for key, flip in FLIP_SETTINGS.items():
+            for group, metrics in evaluate(net, splits, device, flip, batch_size, workers, progress).items():
+                results.setdefault(group, {})[key] = metrics
+    return results
+
+
+def to_percent(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """The same nesting with every metric as a percentage rounded to 2 decimals (for reports)."""
+    return {g: {k: {m: round(100 * v, 2) for m, v in ms.items()} for k, ms in fs.items()} for g, fs in results.items()}
+
+
+def format_table(percent: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A fixed-width text table: one row per setting and flip mode."""
+    header = f"{'setting':<18}{'flip':<9}" + "".join(f"{m:>8}" for m in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
+    lines = [header, "-" * len(header)]
+    for group, by_flip in percent.items():
+        for key, metrics in by_flip.items():
+            lines.append(
+                f"{group:<18}{key:<9}"
+                + "".join(f"{metrics.get(m, float('nan')):>8.2f}" for m in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line arguments of the evaluation CLI."""
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR/checkpoint.pt")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=ROOT",
+        help="data set to evaluate (repeatable): sysu_mm01=..., regdb=..., llcm=...",
+    )
+    parser.add_argument("--trials", type=int, default=None, help="SYSU-MM01/LLCM random galleries (default 10)")
+    parser.add_argument("--regdb-trial", type=int, default=None, help="RegDB split 1..10")
+    parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; exits with status 2 and one error line on a missing checkpoint or data set."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        net, cfg = load_model(args.checkpoint)
+        data = data_configs(cfg, args.data, args.trials, args.regdb_trial)
+        results = evaluate_checkpoint(net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty())
+    except (CheckpointError, DatasetLayoutError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    percent = to_percent(results)
+    report = {
+        "checkpoint": str(args.checkpoint),
+        "model_version": checkpoint_hash(args.checkpoint),
+        "experiment": cfg.experiment,
+        "data": [{"name": d.name, "root": str(d.root), "trial": d.trial, "num_trials": d.num_trials} for d in data],
+        "unit": "percent",
+        "results": percent,
+    }
+    sys.stdout.write(format_table(percent) + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        logger.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
