@@ -65,7 +65,9 @@ def eval_sysu(
     Raises:
         NoValidQueryError: no query identity appears in the (kept) gallery.
     """
-    q_pids, g_pids, q_camids, g_camids = _check(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
+    q_pids, g_pids, q_camids, g_camids = _check(
+        distmat, max_rank, q_pids=q_pids, g_pids=g_pids, q_camids=q_camids, g_camids=g_camids
+    )
     g_cam2 = g_camids == 2
 
     def removal(rows: slice) -> np.ndarray:
@@ -86,7 +88,9 @@ def eval_llcm(
 
     Args and returns as :func:`eval_sysu`.
     """
-    q_pids, g_pids, q_camids, g_camids = _check(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
+    q_pids, g_pids, q_camids, g_camids = _check(
+        distmat, max_rank, q_pids=q_pids, g_pids=g_pids, q_camids=q_camids, g_camids=g_camids
+    )
 
     def removal(rows: slice) -> np.ndarray:
         same_pid = q_pids[rows, None] == g_pids[None, :]
@@ -100,7 +104,7 @@ def eval_regdb(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, max_
 
     Args and returns as :func:`eval_sysu`, without cameras.
     """
-    q_pids, g_pids, _, _ = _check(distmat, q_pids, g_pids, None, None, max_rank)
+    q_pids, g_pids = _check(distmat, max_rank, q_pids=q_pids, g_pids=g_pids)
     return _evaluate(distmat, q_pids, g_pids, lambda rows: None, distinct=False, max_rank=max_rank)
 
 
@@ -120,31 +124,20 @@ def evaluate_split(distmat: np.ndarray, split: EvalSplit, max_rank: int = 20) ->
     raise ValueError(f"no evaluation protocol for split {split.name!r}; expected a sysu/, llcm/ or regdb/ prefix")
 
 
-def _check(
-    distmat: np.ndarray,
-    q_pids: np.ndarray,
-    g_pids: np.ndarray,
-    q_camids: np.ndarray | None,
-    g_camids: np.ndarray | None,
-    max_rank: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Validate shapes and return the label arrays as 1-D numpy arrays."""
+def _check(distmat: np.ndarray, max_rank: int, **labels: np.ndarray) -> list[np.ndarray]:
+    """Validate shapes; return the label arrays (``q_*`` of length num_q, ``g_*`` of num_g) as 1-D arrays."""
     if np.ndim(distmat) != 2:
         raise ValueError(f"distmat must be 2-D (num_q, num_g), got shape {np.shape(distmat)}")
     num_q, num_g = np.shape(distmat)
-    arrays = [np.asarray(q_pids).ravel(), np.asarray(g_pids).ravel()]
-    expected = [num_q, num_g]
-    if q_camids is not None and g_camids is not None:
-        arrays += [np.asarray(q_camids).ravel(), np.asarray(g_camids).ravel()]
-        expected += [num_q, num_g]
-    names = ["q_pids", "g_pids", "q_camids", "g_camids"]
-    for name, array, length in zip(names, arrays, expected, strict=False):
-        if len(array) != length:
+    arrays = []
+    for name, values in labels.items():
+        array = np.asarray(values).ravel()
+        if len(array) != (num_q if name.startswith("q_") else num_g):
             raise ValueError(f"{name} has {len(array)} entries but distmat has shape {(num_q, num_g)}")
+        arrays.append(array)
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    arrays += [None] * (4 - len(arrays))
-    return arrays[0], arrays[1], arrays[2], arrays[3]
+    return arrays
 
 
 def _evaluate(
@@ -189,7 +182,7 @@ def _rank_block(
     if not valid.any():
         empty = np.zeros(0)
         return empty.astype(np.int64), empty, empty
-    order, ranked_pids, keep, matches = order[valid], ranked_pids[valid], keep[valid], matches[valid]
+    ranked_pids, keep, matches = ranked_pids[valid], keep[valid], matches[valid]
     rows = np.arange(matches.shape[0])
 
     kept_rank = np.cumsum(keep, axis=1)  # 1-based position in the kept list (at kept positions)
