@@ -20,9 +20,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.modality import Modality
+
+if TYPE_CHECKING:
+    from service.demo import DemoSetup
 
 logger = logging.getLogger(__name__)
 
@@ -205,13 +208,44 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_demo(setup: DemoSetup) -> str:
+    """What the demo set up, the self-check of a few infrared queries, and commands to paste."""
+    lines = [
+        "",
+        f"vireid demo is serving at {setup.url}  (model: {setup.model_dir}, service log: {setup.log_file})",
+        f"gallery: {setup.counts.get('vis', 0)} visible, {setup.counts.get('ir', 0)} infrared crops"
+        + (f"; reused steps: {', '.join(setup.skipped)}" if setup.skipped else ""),
+        f"self-check: {setup.rank1_hits}/{len(setup.queries)} infrared queries rank the right identity first",
+    ]
+    for q in setup.queries:
+        score = f"{q.top_score:.3f}" if q.top_score is not None else "-"
+        lines.append(f"  {'ok  ' if q.hit else 'miss'} id {q.pid} -> top {q.top_label or '-'} ({score})  {q.image}")
+    lines += ["", "Try it:"] + [f"  {cmd}" for cmd in setup.curl_examples()]
+    return "\n".join(lines)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the one-command demo (see service/demo.py)."""
-    from service.demo import DemoOptions, run_demo
+    """Run the one-command demo (service/demo.py), print how to use it, serve until Ctrl-C."""
+    from service.demo import DemoError, DemoOptions, prepare_demo
 
     options = DemoOptions(workdir=args.workdir, config=args.config, host=args.host, port=args.port,
                           queries=args.queries, serve=not args.exit_after_setup)
-    return run_demo(options)
+    try:
+        setup = prepare_demo(options)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    try:
+        print(format_demo(setup), flush=True)  # noqa: T201
+        if options.serve:
+            print("\nServing until Ctrl-C.", flush=True)  # noqa: T201
+            setup.process.wait()
+            return 0 if setup.process.returncode in (0, -2, -15) else 1
+    except KeyboardInterrupt:
+        print("\nstopping the service", file=sys.stderr)  # noqa: T201
+    finally:
+        setup.stop()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
