@@ -217,6 +217,18 @@ class FaissGallery:
         self._changes += 1
         self._checkpoint()
 
+    def rebuild(self) -> None:
+        """Retrain and refill every modality's index from the stored vectors (e.g. after the gallery grew far
+        beyond the items an IVF index was trained on); searches continue on the old indexes meanwhile."""
+        self._check_open()
+        with self._write_mutex:
+            for modality in Modality:
+                index = self._build(modality)
+                self._reconcile(modality, index)
+                with self._rw.write():
+                    self._indexes[modality] = index
+            self._checkpoint()
+
     @property
     def embedding_dim(self) -> int:
         """Dimension of stored embeddings."""

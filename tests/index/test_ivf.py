@@ -1,0 +1,111 @@
+"""Approximate (IVF) gallery: good recall, exact until trained, deletes that work and persist, config changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.modality import Modality
+from index import vector_index as vi
+from index.base import NewItem, SearchFilter
+from index.config import IndexConfig
+from tests.index.conftest import OpenGallery, brute_force, clustered
+
+DIM = 32
+IVF = IndexConfig(kind="ivf", nlist=16, nprobe=4, train_min=400, quantizer="sq8")
+
+
+def _fill(gallery, vectors: np.ndarray, modality: Modality = Modality.VISIBLE, label_every: int = 3) -> list[int]:
+    items = [NewItem(embedding=v, modality=modality, label=f"p{i % label_every}") for i, v in enumerate(vectors)]
+    ids: list[int] = []
+    for start in range(0, len(items), 250):
+        ids += gallery.add(items[start : start + 250])
+    return ids
+
+
+def _recall(got: list[list[int]], expected: list[list[int]]) -> float:
+    return float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, expected, strict=True)]))
+
+
+@pytest.mark.parametrize("quantizer", ["sq8", "pq", "flat"])
+def test_ivf_recall_against_exact(open_gallery: OpenGallery, quantizer: str):
+    config = IVF.model_copy(update={"quantizer": quantizer, "pq_m": 8, "nprobe": 8})
+    vectors = clustered(250, 8, DIM, seed=1)
+    gallery = open_gallery(config, dim=DIM)
+    ids = np.array(_fill(gallery, vectors))
+    assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+    gallery.rebuild()  # trained at 500 items (train_min 400, batches of 250): retrain on all 2000
+    queries = vectors[::20]
+    got = [[m.item.id for m in row] for row in gallery.search(queries, 8)]  # 8 views per identity
+    expected = [[i for i, _ in row] for row in brute_force(queries, vectors, ids, 8)]
+    assert _recall(got, expected) >= (0.95 if quantizer != "pq" else 0.8)
+    assert all(len(row) == 8 for row in got)
+
+
+def test_stays_exact_below_threshold_then_trains(open_gallery: OpenGallery):
+    vectors = clustered(100, 6, DIM, seed=2)
+    gallery = open_gallery(IVF, dim=DIM)
+    gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:399]])
+    assert not vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+    gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[399:]])
+    assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+    assert not vi.is_ivf(gallery._indexes[Modality.INFRARED])
+    assert gallery._indexes[Modality.VISIBLE].ntotal == 600
+    top = gallery.search(vectors[::50], 1)
+    assert [row[0].item.id for row in top] == list(range(1, 601, 50))
+
+
+def test_deletes_work_and_persist(open_gallery: OpenGallery):
+    vectors = clustered(100, 6, DIM, seed=3)
+    gallery = open_gallery(IVF, dim=DIM)
+    ids = _fill(gallery, vectors)
+    deleted = ids[::7]
+    for item_id in deleted:
+        gallery.delete(item_id)
+    queries = vectors[::7]  # each deleted item's own vector: it would be its own top-1
+    hits = {m.item.id for row in gallery.search(queries, 10) for m in row}
+    assert not hits & set(deleted)
+    gallery.close()
+
+    gallery = open_gallery(IVF, dim=DIM)
+    assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+    assert gallery._indexes[Modality.VISIBLE].ntotal == len(ids) - len(deleted)
+    assert gallery.counts()[Modality.VISIBLE] == len(ids) - len(deleted)
+    hits = {m.item.id for row in gallery.search(queries, 10) for m in row}
+    assert not hits & set(deleted)
+    assert len(hits) > 0
+    assert gallery.add([NewItem(embedding=vectors[0], modality=Modality.VISIBLE)]) == [len(ids) + 1]
+    assert gallery.search(vectors[:1], 1)[0][0].item.id in (1, len(ids) + 1)
+
+
+def test_filtered_ivf_search_returns_top_k_of_matching(open_gallery: OpenGallery):
+    vectors = clustered(100, 6, DIM, seed=4)
+    config = IVF.model_copy(update={"nprobe": 1, "filter_exact_limit": 0})
+    gallery = open_gallery(config, dim=DIM)
+    ids = np.array(_fill(gallery, vectors, label_every=40))  # 15 items per label
+    got = gallery.search(vectors[:5], 15, SearchFilter(label="p3"))
+    label_ids = ids[3::40]
+    assert [sorted(m.item.id for m in row) for row in got] == [sorted(label_ids.tolist())] * 5
+
+
+def test_config_change_rebuilds_from_stored_vectors(open_gallery: OpenGallery, tmp_path):
+    vectors = clustered(100, 6, DIM, seed=5)
+    gallery = open_gallery(IndexConfig(), dim=DIM)
+    ids = _fill(gallery, vectors, modality=Modality.INFRARED)
+    gallery.close()
+    gallery = open_gallery(IVF, dim=DIM)
+    assert vi.is_ivf(gallery._indexes[Modality.INFRARED])
+    assert '"kind": "ivf"' in (tmp_path / "g" / "manifest.json").read_text()
+    top = gallery.search(vectors[::60], 1, SearchFilter(modality=Modality.INFRARED))
+    assert [row[0].item.id for row in top] == ids[::60]
+    gallery.close()
+    gallery = open_gallery(IndexConfig(), dim=DIM)
+    assert not vi.is_ivf(gallery._indexes[Modality.INFRARED])
+    assert gallery._indexes[Modality.INFRARED].ntotal == len(ids)
+
+
+def test_config_rejects_nprobe_above_nlist():
+    with pytest.raises(ValueError, match="nprobe=9 exceeds nlist=8"):
+        IndexConfig(kind="ivf", nlist=8, nprobe=9)
+    with pytest.raises(ValueError, match="extra"):
+        IndexConfig(kinds="ivf")  # type: ignore[call-arg]
