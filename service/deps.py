@@ -1,4 +1,7 @@
-"""Request dependencies as ``Annotated`` aliases: the loaded runtime, settings, metrics, modality, API key."""
+"""Request dependencies as ``Annotated`` aliases: the loaded runtime, settings, metrics, modality, API key.
+
+All are ``async def``: FastAPI would run a plain ``def`` dependency in a worker thread, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ _api_key_scheme = APIKeyHeader(
 )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The loaded runtime; 503 before the lifespan finished loading or after shutdown began."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
@@ -29,18 +32,18 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_gallery(request: Request) -> Gallery:
+async def get_gallery(request: Request) -> Gallery:
     """The gallery of the loaded runtime."""
-    return get_runtime(request).gallery
+    return (await get_runtime(request)).gallery
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -54,7 +57,7 @@ def parse_modality(value: str, name: str = "modality") -> Modality:
         raise BadParameterError(f"{name}: {exc}") from exc
 
 
-def query_modality(
+async def query_modality(
     modality: Annotated[
         str,
         Query(
@@ -67,9 +70,9 @@ def query_modality(
     return parse_modality(modality)
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
+async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
     """Let a write through only with the configured API key (every request passes when none is configured)."""
-    expected = get_settings(request).api_key
+    expected = (await get_settings(request)).api_key
     if expected is None:
         return
     if key is None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.modality import Modality
 from index.base import GalleryItem, Match
 
-_ITEM_EXAMPLE = {
+_ITEM_EXAMPLE: dict[str, Any] = {
     "id": 7,
     "modality": "vis",
     "label": "0042",
@@ -59,10 +59,12 @@ class ItemMetadata(BaseModel):
         },
     )
 
-    label: str | None = Field(None, description="person identity label, if known")
-    camera: str | None = Field(None, description="camera name or id")
-    captured_at: datetime | None = Field(None, description="ISO 8601 time the image was taken")
-    source: str | None = Field(None, description="where the image came from; defaults to the uploaded file name")
+    label: str | None = Field(default=None, description="person identity label, if known")
+    camera: str | None = Field(default=None, description="camera name or id")
+    captured_at: datetime | None = Field(default=None, description="ISO 8601 time the image was taken")
+    source: str | None = Field(
+        default=None, description="where the image came from; defaults to the uploaded file name"
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="free JSON object")
 
 

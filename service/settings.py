@@ -23,28 +23,38 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIREID_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    model_dir: Path = Field(Path("models"), description="directory holding encoder_vis.onnx and encoder_ir.onnx")
-    data_dir: Path = Field(Path("gallery"), description="gallery directory (FAISS index, SQLite metadata, manifest)")
+    model_dir: Path = Field(
+        default=Path("models"), description="directory holding encoder_vis.onnx and encoder_ir.onnx"
+    )
+    data_dir: Path = Field(
+        default=Path("gallery"), description="gallery directory (FAISS index, SQLite metadata, manifest)"
+    )
     providers: tuple[str, ...] = Field(
-        (CUDA_PROVIDER, CPU_PROVIDER), description="ONNX Runtime execution providers in order of preference"
+        default=(CUDA_PROVIDER, CPU_PROVIDER), description="ONNX Runtime execution providers in order of preference"
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session; 0 = ORT default")
-    api_key: SecretStr | None = Field(None, description="when set, writes need the header X-API-Key with this value")
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="request body limit, enforced while reading")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads per session; 0 = ORT default"
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="when set, writes need the header X-API-Key with this value"
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1, description="request body limit, enforced while reading"
+    )
     max_image_pixels: int = Field(
-        20_000_000, ge=1, description="decompression-bomb guard: larger images are refused with 413"
+        default=20_000_000, ge=1, description="decompression-bomb guard: larger images are refused with 413"
     )
-    max_files_per_request: int = Field(64, ge=1, description="most image files one request may carry")
-    batching: bool = Field(True, description="group concurrent requests into one encoder run per modality")
-    max_batch: int = Field(32, ge=1, description="most images per micro-batch")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long a micro-batch waits for more requests to join")
-    inference_workers: int = Field(1, ge=1, description="threads running encoder inference per modality")
-    decode_workers: int = Field(4, ge=1, description="threads decoding uploaded images")
+    max_files_per_request: int = Field(default=64, ge=1, description="most image files one request may carry")
+    batching: bool = Field(default=True, description="group concurrent requests into one encoder run per modality")
+    max_batch: int = Field(default=32, ge=1, description="most images per micro-batch")
+    max_wait_ms: float = Field(default=2.0, ge=0, description="how long a micro-batch waits for more requests to join")
+    inference_workers: int = Field(default=1, ge=1, description="threads running encoder inference per modality")
+    decode_workers: int = Field(default=4, ge=1, description="threads decoding uploaded images")
     index: IndexConfig = Field(
-        default_factory=IndexConfig,
+        default_factory=lambda: IndexConfig.model_validate({}),
         description="gallery index config (index.config.IndexConfig), JSON or nested: VIREID_INDEX__KIND=ivf",
     )
-    default_top_k: int = Field(10, ge=1, description="matches returned by /search when top_k is not given")
-    max_top_k: int = Field(1000, ge=1, description="largest top_k /search accepts")
-    host: str = Field("127.0.0.1", description="address `vireid serve` binds")
-    port: int = Field(8000, ge=0, le=65535, description="port `vireid serve` binds")
+    default_top_k: int = Field(default=10, ge=1, description="matches returned by /search when top_k is not given")
+    max_top_k: int = Field(default=1000, ge=1, description="largest top_k /search accepts")
+    host: str = Field(default="127.0.0.1", description="address `vireid serve` binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="port `vireid serve` binds")

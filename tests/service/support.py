@@ -8,14 +8,17 @@ The encoders are a small conv net exported exactly as docs/architecture.md ("ONN
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnx
 import torch
+import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 from torch import Tensor, nn
@@ -113,6 +116,35 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncC
             yield app, client
 
 
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    """A validated copy of ``settings`` with ``changes``."""
+    return Settings(**{**settings.model_dump(), **changes})
+
+
 def files(*payloads: bytes, field: str = "files") -> list[tuple[str, tuple[str, bytes, str]]]:
     """Multipart ``files=`` argument for httpx, one entry per payload."""
     return [(field, (f"img{i}.png", data, "image/png")) for i, data in enumerate(payloads)]
+
+
+@contextmanager
+def uvicorn_server(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with real uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL.
+
+    The socket listens before the thread starts, so a first request simply waits in the backlog until the
+    lifespan has loaded everything: no polling, no sleeps.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"

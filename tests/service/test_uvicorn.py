@@ -1,0 +1,42 @@
+"""The service behind real uvicorn on 127.0.0.1: readiness, parity, writes, search, limits, restart."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+
+from common.modality import Modality
+from common.model_card import encoder_filename
+from common.preprocess import decode_image, to_input
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import TinyModels
+from tests.service.support import HEIGHT, WIDTH, files, image_bytes, uvicorn_server, with_settings
+
+
+def test_service_over_http(settings: Settings, tiny_models: TinyModels) -> None:
+    settings = with_settings(settings, api_key="k", max_body_bytes=200_000)
+    payloads = [image_bytes(s) for s in range(5)]
+    with uvicorn_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["providers"]["ir"] == ["CPUExecutionProvider"]
+        r = client.post("/embed", params={"modality": "ir"}, files=files(*payloads))
+        session = ort.InferenceSession(
+            str(tiny_models.model_dir / encoder_filename(Modality.INFRARED)), providers=["CPUExecutionProvider"]
+        )
+        batch = np.stack([to_input(decode_image(p), HEIGHT, WIDTH) for p in payloads])
+        expected = session.run(["embeddings"], {"images": batch})[0]
+        np.testing.assert_allclose(np.asarray(r.json()["embeddings"]), expected, atol=1e-4)
+        added = client.post("/gallery", params={"modality": "ir"}, files=files(*payloads), headers={"X-API-Key": "k"})
+        assert added.status_code == 201
+        ids = added.json()["ids"]
+        hit = client.post("/search", params={"modality": "vis", "top_k": 1}, json={"embedding": expected[2].tolist()})
+        assert [m["id"] for m in hit.json()["matches"]] == [ids[2]]
+        big = client.post("/embed", params={"modality": "ir"}, files=files(b"\0" * 300_000))
+        assert big.status_code == 413 and big.json()["error"] == "body_too_large"
+        assert client.post("/gallery", params={"modality": "ir"}, files=files(payloads[0])).status_code == 401
+        assert 'vireid_gallery_items{modality="ir"} 5.0' in client.get("/metrics").text
+    with uvicorn_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        page = client.get("/gallery").json()
+        assert [i["id"] for i in page["items"]] == ids and page["counts"] == {"vis": 0, "ir": 5}
