@@ -1,0 +1,77 @@
+"""Many threads adding, deleting and searching one gallery lose nothing and leave exact counts."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from common.modality import Modality
+from index.base import NewItem, SearchFilter
+from index.config import IndexConfig
+from tests.index.conftest import OpenGallery, unit
+
+ADDERS, BATCHES, BATCH = 6, 10, 3
+
+
+@pytest.mark.parametrize(
+    "config",
+    [IndexConfig(checkpoint_every=7), IndexConfig(kind="ivf", nlist=4, nprobe=4, train_min=60, checkpoint_every=7)],
+    ids=["exact", "ivf"],
+)
+def test_parallel_adds_deletes_and_searches(open_gallery: OpenGallery, config: IndexConfig):
+    gallery = open_gallery(config)
+    vectors = unit(ADDERS * BATCHES * BATCH, seed=1)
+    seed_ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in unit(12, seed=2)])
+    done = threading.Event()
+    bad: list[str] = []
+
+    def adder(worker: int) -> list[tuple[int, int]]:
+        added = []
+        for b in range(BATCHES):
+            rows = range((worker * BATCHES + b) * BATCH, (worker * BATCHES + b + 1) * BATCH)
+            items = [
+                NewItem(embedding=vectors[r], modality=Modality(["vis", "ir"][r % 2]), extra={"row": r}) for r in rows
+            ]
+            added += list(zip(gallery.add(items), rows, strict=True))
+        return added
+
+    def searcher(seed: int) -> int:
+        n = 0
+        queries = unit(2, seed=100 + seed)
+        while not done.is_set() or n < 5:
+            for row in gallery.search(queries, 5, SearchFilter()):
+                scores = [m.score for m in row]
+                if scores != sorted(scores, reverse=True) or len(row) != 5:
+                    bad.append(f"unsorted or short result {scores}")
+            n += 1
+        return n
+
+    with ThreadPoolExecutor(ADDERS + 4) as pool:
+        searches = [pool.submit(searcher, s) for s in range(3)]
+        deleter = pool.submit(lambda: [gallery.delete(i) for i in seed_ids[::2]])
+        adds = [pool.submit(adder, w) for w in range(ADDERS)]
+        added = [pair for future in adds for pair in future.result()]
+        deleter.result()
+        done.set()
+        assert all(f.result() >= 5 for f in searches)
+
+    assert not bad
+    ids = sorted(i for i, _ in added)
+    assert len(set(ids)) == len(vectors)
+    assert ids == list(range(13, 13 + len(vectors)))
+    expected = {Modality.VISIBLE: 6 + len(vectors) // 2, Modality.INFRARED: len(vectors) // 2}
+    assert gallery.counts() == expected
+    assert {m: gallery._indexes[m].ntotal for m in Modality} == expected
+    gallery.close()
+
+    gallery = open_gallery(config)
+    assert gallery.counts() == expected
+    by_row = dict((r, i) for i, r in added)
+    top = gallery.search(vectors, 1)
+    assert [row[0].item.id for row in top] == [by_row[r] for r in range(len(vectors))]
+    assert all(gallery.get(by_row[r]).extra == {"row": r} for r in range(0, len(vectors), 17))
+    if config.kind == "exact":
+        np.testing.assert_allclose([row[0].score for row in top], 1.0, atol=1e-5)

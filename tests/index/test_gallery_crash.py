@@ -1,0 +1,146 @@
+"""Crash safety: a process killed (``os._exit``) at each step of an add, delete or snapshot reopens to a state
+that equals the committed one (old before the SQLite commit, new after it), with search equal to brute force."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.modality import Modality
+from index.base import NewItem
+from index.gallery import FaissGallery
+from tests.index.conftest import DIM, MODEL, brute_force, unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import os, sys
+import faiss, numpy as np
+from common.modality import Modality
+from index import fsio, gallery as gallery_module
+from index.base import NewItem
+from index.gallery import FaissGallery
+
+directory, op, point = sys.argv[1], sys.argv[2], sys.argv[3]
+new = np.load(sys.argv[4])
+gallery = FaissGallery.open(directory, new.shape[1], sys.argv[5])
+die = lambda *args, **kwargs: os._exit(17)
+calls = {"n": 0}
+
+def nth(n, real):
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            die()
+        return real(*args, **kwargs)
+    return wrapper
+
+def then_die(real):
+    def wrapper(*args, **kwargs):
+        real(*args, **kwargs)
+        die()
+    return wrapper
+
+real_write_index = faiss.write_index
+
+def half_written(index, path):
+    real_write_index(index, path)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    die()
+
+if point == "before-commit":
+    gallery._store._writer.set_trace_callback(lambda sql: die() if sql == "COMMIT" else None)
+elif point == "after-commit":  # SQLite committed, FAISS not yet updated
+    gallery_module.vi.add = die
+elif point == "after-index-remove":  # FAISS updated, SQLite not yet committed
+    gallery_module.vi.remove = then_die(gallery_module.vi.remove)
+
+if op == "add":
+    gallery.add([NewItem(embedding=v, modality=Modality.INFRARED, label="new") for v in new])
+else:
+    gallery.delete(1)
+
+if point == "snapshot-mid-write":
+    gallery_module.vi.faiss.write_index = half_written
+elif point.startswith("snapshot-replace-"):
+    os.replace = nth(int(point.rsplit("-", 1)[1]), os.replace)
+elif point.startswith("snapshot-fsync-"):
+    fsio.fsync_path = nth(int(point.rsplit("-", 1)[1]), fsio.fsync_path)
+if point.startswith("snapshot") or point == "no-close":
+    gallery.checkpoint() if point != "no-close" else die()
+sys.exit(3)  # the crash point was never reached
+"""
+
+OLD, NEW = "old", "new"
+CASES = [
+    ("add", "before-commit", OLD),
+    ("add", "after-commit", NEW),
+    ("add", "no-close", NEW),
+    ("add", "snapshot-mid-write", NEW),
+    ("add", "snapshot-replace-1", NEW),
+    ("add", "snapshot-replace-2", NEW),
+    ("add", "snapshot-fsync-1", NEW),  # the temp file's fsync
+    ("add", "snapshot-fsync-2", NEW),  # the directory fsync after the first replace
+    ("delete", "before-commit", OLD),
+    ("delete", "after-index-remove", OLD),
+    ("delete", "snapshot-replace-1", NEW),
+]
+
+
+@pytest.mark.parametrize(("op", "point", "expected"), CASES, ids=[f"{op}-{point}" for op, point, _ in CASES])
+def test_killed_process_reopens_to_committed_state(tmp_path: Path, op: str, point: str, expected: str):
+    old = unit(20, seed=1)
+    directory = tmp_path / "g"
+    with FaissGallery.open(directory, DIM, MODEL) as gallery:
+        old_ids = gallery.add([NewItem(embedding=v, modality=Modality.INFRARED) for v in old])
+    new = unit(5, seed=2)
+    np.save(tmp_path / "new.npy", new)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-c", CHILD, str(directory), op, point, str(tmp_path / "new.npy"), MODEL]
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 17, proc.stderr
+
+    vectors, ids = old, np.array(old_ids)
+    if expected == NEW and op == "add":
+        vectors, ids = np.concatenate([old, new]), np.arange(1, 26)
+    elif expected == NEW:
+        vectors, ids = old[1:], ids[1:]
+    with FaissGallery.open(directory, DIM, MODEL) as gallery:
+        assert [it.id for it in gallery.list(limit=100)] == ids.tolist()
+        assert gallery.counts() == {Modality.VISIBLE: 0, Modality.INFRARED: len(ids)}
+        assert gallery._indexes[Modality.INFRARED].ntotal == len(ids)
+        queries = unit(4, seed=3)
+        got = [[m.item.id for m in row] for row in gallery.search(queries, 10)]
+        assert got == [[i for i, _ in row] for row in brute_force(queries, vectors, ids, 10)]
+        next_id = 26 if (op, expected) == ("add", NEW) else 21  # ids of a committed add are never reused
+        assert gallery.add([NewItem(embedding=new[0], modality=Modality.VISIBLE)]) == [next_id]
+    assert not list(directory.glob("*.tmp"))
+
+
+def test_failed_snapshot_keeps_previous_files_and_gallery_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    directory = tmp_path / "g"
+    gallery = FaissGallery.open(directory, DIM, MODEL)
+    gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in unit(10, seed=4)])
+    gallery.checkpoint()
+    before = (directory / "faiss_vis.index").read_bytes()
+    gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in unit(3, seed=5)])
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        gallery.checkpoint()
+    monkeypatch.undo()
+    assert (directory / "faiss_vis.index").read_bytes() == before
+    assert not list(directory.glob("*.tmp"))
+    assert len(gallery.search(unit(1, seed=6), 20)[0]) == 13
+    gallery.close()
+    with FaissGallery.open(directory, DIM, MODEL) as gallery:
+        assert gallery.counts()[Modality.VISIBLE] == 13
