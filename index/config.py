@@ -29,16 +29,16 @@ class IndexConfig(Frozen):
     """
 
     kind: Literal["exact", "ivf"] = "exact"
-    nlist: int = Field(2048, ge=1, description="IVF: number of inverted lists (k-means centroids)")
-    nprobe: int = Field(32, ge=1, description="IVF: lists visited per query (search time, no rebuild)")
-    quantizer: Literal["sq8", "pq", "flat"] = Field("sq8", description="IVF: code of the stored vectors")
-    pq_m: int = Field(64, ge=1, description="IVF-PQ: sub-quantisers (8-bit each); must divide the dimension")
-    train_min: int | None = Field(None, ge=1, description="IVF: items per modality before the IVF index is built")
+    nlist: int = Field(default=2048, ge=1, description="IVF: number of inverted lists (k-means centroids)")
+    nprobe: int = Field(default=32, ge=1, description="IVF: lists visited per query (search time, no rebuild)")
+    quantizer: Literal["sq8", "pq", "flat"] = Field(default="sq8", description="IVF: code of the stored vectors")
+    pq_m: int = Field(default=64, ge=1, description="IVF-PQ: sub-quantisers (8-bit each); must divide the dimension")
+    train_min: int | None = Field(default=None, ge=1, description="IVF: items per modality before IVF is built")
     filter_exact_limit: int = Field(
-        2048, ge=0, description="label/camera filters matching at most this many items are scored exactly"
+        default=2048, ge=0, description="label/camera filters matching at most this many items are scored exactly"
     )
     checkpoint_every: int = Field(
-        10_000, ge=1, description="changes after which the index files are snapshotted (bounds replay on open)"
+        default=10_000, ge=1, description="changes after which the index files are snapshotted (bounds replay on open)"
     )
 
     @model_validator(mode="after")

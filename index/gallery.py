@@ -24,12 +24,12 @@ crosses it trains the IVF index on (a sample of) the stored vectors, fills it, s
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from common.modality import Modality
@@ -87,7 +87,7 @@ class FaissGallery:
         self.config = config
         self._manifest = manifest
         self._store = store
-        self._indexes: dict[Modality, faiss.Index] = {}
+        self._indexes: dict[Modality, vi.FaissIndex] = {}
         self._write_mutex = threading.Lock()
         self._rw = ReadWriteLock()
         self._changes = 0  # since the last checkpoint
@@ -169,7 +169,7 @@ class FaissGallery:
         if rebuild or self._changes >= self.config.checkpoint_every:
             self._checkpoint()
 
-    def _build(self, modality: Modality) -> faiss.Index:
+    def _build(self, modality: Modality) -> vi.FaissIndex:
         """A new empty index for ``modality``: IVF trained on its stored vectors if there are enough, else exact."""
         ids = self._store.ids(modality)
         if self.config.kind != "ivf" or len(ids) < self.config.train_threshold:
@@ -186,7 +186,7 @@ class FaissGallery:
         )
         return vi.new_ivf(self.config, self.embedding_dim, train)
 
-    def _reconcile(self, modality: Modality, index: faiss.Index) -> int:
+    def _reconcile(self, modality: Modality, index: vi.FaissIndex) -> int:
         """Make ``index`` hold exactly the ids SQLite holds for ``modality``; returns how many changed."""
         have, want = vi.index_ids(index), self._store.ids(modality)
         extra, missing = np.setdiff1d(have, want), np.setdiff1d(want, have)
@@ -243,7 +243,7 @@ class FaissGallery:
         if self._closed:
             raise GalleryError(f"gallery {self.directory} is closed")
 
-    def add(self, items: Sequence[NewItem]) -> list[int]:
+    def add(self, items: Sequence[NewItem]) -> builtins.list[int]:
         """Add all items or none; returns their new ids in order; durable on return."""
         self._check_open()
         if not items:
@@ -273,7 +273,7 @@ class FaissGallery:
             for modality in Modality:
                 self._maybe_upgrade(modality)
             self._maybe_checkpoint()
-        return ids.tolist()
+        return [int(i) for i in ids]
 
     def get(self, item_id: int) -> GalleryItem:
         """One item; raises ``ItemNotFoundError``."""
@@ -281,7 +281,7 @@ class FaissGallery:
         with self._rw.read():
             return self._store.get(item_id)
 
-    def list(self, offset: int = 0, limit: int = 100, modality: Modality | None = None) -> list[GalleryItem]:
+    def list(self, offset: int = 0, limit: int = 100, modality: Modality | None = None) -> builtins.list[GalleryItem]:
         """Items in id order, paged."""
         self._check_open()
         if offset < 0 or limit < 0:
@@ -314,7 +314,9 @@ class FaissGallery:
             self._changes += 1
             self._maybe_checkpoint()
 
-    def search(self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None) -> list[list[Match]]:
+    def search(
+        self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None
+    ) -> builtins.list[builtins.list[Match]]:
         """Top-k matches for each query row of float32 ``(n, dim)``, best first.
 
         Exactly the ``top_k`` best matching items when enough match (exact index), filtered by modality (one

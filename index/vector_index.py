@@ -8,6 +8,7 @@ table while IVF keeps the old internal numbers in its lists, so ids returned aft
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -15,16 +16,21 @@ import numpy as np
 from index.config import IndexConfig
 from index.fsio import atomic_write
 
+# faiss's bundled stubs lack the numpy overloads of the SWIG classes (remove_ids(array), SearchParameters(sel=...)),
+# so FAISS objects are typed as Any here and the behaviour is pinned by tests/index.
+FaissIndex = Any
 
-def new_exact(dim: int) -> faiss.Index:
+
+def new_exact(dim: int) -> FaissIndex:
     """An empty exact inner-product index with 64-bit ids."""
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
-def new_ivf(config: IndexConfig, dim: int, train_vectors: np.ndarray) -> faiss.Index:
+def new_ivf(config: IndexConfig, dim: int, train_vectors: np.ndarray) -> FaissIndex:
     """An empty IVF index trained on ``train_vectors`` float32 ``(n, dim)``, n >= ``config.nlist``."""
     quantizer = faiss.IndexFlatIP(dim)
     ip = faiss.METRIC_INNER_PRODUCT
+    index: FaissIndex
     if config.quantizer == "sq8":
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, config.nlist, faiss.ScalarQuantizer.QT_8bit, ip)
     elif config.quantizer == "pq":
@@ -34,16 +40,16 @@ def new_ivf(config: IndexConfig, dim: int, train_vectors: np.ndarray) -> faiss.I
     else:
         index = faiss.IndexIVFFlat(quantizer, dim, config.nlist, ip)
     index.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
     return index
 
 
-def is_ivf(index: faiss.Index) -> bool:
+def is_ivf(index: FaissIndex) -> bool:
     """Whether ``index`` is an IVF index (approximate) rather than the exact ``IndexIDMap2``."""
     return isinstance(index, faiss.IndexIVF)
 
 
-def index_ids(index: faiss.Index) -> np.ndarray:
+def index_ids(index: FaissIndex) -> np.ndarray:
     """All ids stored in ``index``, int64, unsorted."""
     if not is_ivf(index):
         return faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)
@@ -56,18 +62,18 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
 
 
-def add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray) -> None:
+def add(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray) -> None:
     """Add float32 ``(n, dim)`` vectors under int64 ids."""
     index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
 
-def remove(index: faiss.Index, ids: np.ndarray) -> int:
+def remove(index: FaissIndex, ids: np.ndarray) -> int:
     """Remove ids (absent ones are ignored); returns how many were removed."""
     return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, nprobe: int, among: np.ndarray | None = None
+    index: FaissIndex, queries: np.ndarray, k: int, nprobe: int, among: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (scores, ids) per query row, best first, padded with ``-inf``/``-1``.
 
@@ -77,7 +83,7 @@ def search(
     """
     selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64)) if among is not None else None
     if not is_ivf(index):
-        params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        params = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
         scores, ids = index.search(queries, k, params=params)
         return _pad(scores, ids)
     want = min(k, len(among) if among is not None else index.ntotal)
@@ -86,7 +92,7 @@ def search(
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
     while len(rows):
-        params = faiss.SearchParametersIVF(nprobe=probe)
+        params = faiss.SearchParametersIVF(nprobe=probe)  # type: ignore[call-arg]
         if selector is not None:
             params.sel = selector
         scores[rows], ids[rows] = index.search(queries[rows], k, params=params)
@@ -128,11 +134,11 @@ def merge_top_k(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[n
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def write(index: faiss.Index, path: Path) -> None:
+def write(index: FaissIndex, path: Path) -> None:
     """Write ``index`` to ``path`` atomically, streaming from memory (no serialised copy of the index)."""
     atomic_write(path, lambda tmp: faiss.write_index(index, str(tmp)))
 
 
-def read(path: Path) -> faiss.Index:
+def read(path: Path) -> FaissIndex:
     """Read an index written by ``write``; raises ``RuntimeError`` if the file is unreadable."""
     return faiss.read_index(str(path))
