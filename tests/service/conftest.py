@@ -1,18 +1,19 @@
-"""Fixtures for the service tests: tiny ONNX encoders exported once per session, settings on a fresh gallery."""
+"""Service test fixtures: the shared tiny VIReIDNet encoders (tests/conftest.py), settings on a fresh gallery."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from torch import nn
 
 from common.modality import Modality
-from common.model_card import encoder_filename
+from common.model_card import ModelCard, encoder_filename
 from service.settings import Settings
-from tests.service.support import TinyEncoder, card_for, export_tiny
+from tests.conftest import ExportedModels
+from tests.service.support import read_card
 
 
 @pytest.fixture
@@ -23,10 +24,16 @@ def anyio_backend() -> str:
 
 @dataclass(frozen=True)
 class TinyModels:
-    """A model directory and the torch modules its ONNX files were exported from."""
+    """A model directory, the torch graphs its ONNX files were exported from, and their ModelCards."""
 
     model_dir: Path
-    nets: dict[Modality, nn.Module]
+    nets: dict[Modality, Any]  # [0, 1] images -> embeddings, as exported (training.export.EncoderGraph)
+    cards: dict[Modality, ModelCard]
+
+    @property
+    def card(self) -> ModelCard:
+        """The visible encoder's card (both agree on size, dim and version)."""
+        return self.cards[Modality.VISIBLE]
 
     def copy_to(self, directory: Path) -> Path:
         """Copy the ONNX files to ``directory`` (to edit their metadata) and return it."""
@@ -37,13 +44,10 @@ class TinyModels:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    """Both encoders, exported once per session."""
-    model_dir = tmp_path_factory.mktemp("models")
-    nets: dict[Modality, nn.Module] = {Modality.VISIBLE: TinyEncoder(1), Modality.INFRARED: TinyEncoder(2)}
-    for m, net in nets.items():
-        export_tiny(net, card_for(m), model_dir / encoder_filename(m))
-    return TinyModels(model_dir, nets)
+def tiny_models(tiny_exported: ExportedModels) -> TinyModels:
+    """The random-init tiny VIReIDNet (resnet18, 64x32) exported by training.export, shared with other packages."""
+    cards = {m: read_card(tiny_exported.model_dir / encoder_filename(m)) for m in Modality}
+    return TinyModels(tiny_exported.model_dir, tiny_exported.graphs, cards)
 
 
 @pytest.fixture

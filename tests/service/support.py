@@ -1,9 +1,4 @@
-"""Helpers for the service tests: tiny ONNX encoders following the export contract, images, a running app.
-
-The encoders are a small conv net exported exactly as docs/architecture.md ("ONNX artefacts") says: input
-``images`` float32 (N, 3, H, W) in [0, 1] with a dynamic batch axis, normalisation inside the graph, output
-``embeddings`` L2-normalised, the ModelCard in the metadata, files named by ``encoder_filename``.
-"""
+"""Helpers for the service tests: ONNX metadata edits, images, the app in process or behind real uvicorn."""
 
 from __future__ import annotations
 
@@ -17,72 +12,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
-import torch
 import uvicorn
 from fastapi import FastAPI
 from PIL import Image
-from torch import Tensor, nn
 
-from common.modality import Modality
-from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard
-from common.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from common.model_card import ModelCard
 from service.settings import Settings
 
-HEIGHT, WIDTH, DIM = 64, 32, 16
-MODEL_VERSION = "0123456789ab"
 
-
-class TinyEncoder(nn.Module):
-    """[0, 1] images -> normalise -> conv -> pool -> linear -> L2-normalise."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.fc = nn.Linear(8 * 4, DIM)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def forward(self, images: Tensor) -> Tensor:
-        x = torch.relu(self.conv((images - self.mean) / self.std))
-        x = nn.functional.adaptive_avg_pool2d(x, (2, 2)).flatten(1)
-        return nn.functional.normalize(self.fc(x), dim=1)
-
-
-def card_for(modality: Modality, model_version: str = MODEL_VERSION, dim: int = DIM) -> ModelCard:
-    """The ModelCard the tiny encoders carry."""
-    return ModelCard(
-        input_height=HEIGHT,
-        input_width=WIDTH,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        embedding_dim=dim,
-        modality=modality,
-        model_version=model_version,
-        experiment="service-test",
-        git_sha="testsha",
-    )
-
-
-def export_tiny(net: nn.Module, card: ModelCard, path: Path) -> None:
-    """Export ``net`` with a dynamic batch axis and attach ``card`` as metadata."""
-    example = torch.rand(2, 3, card.input_height, card.input_width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.onnx.export(
-            net.eval(),
-            (example,),
-            str(path),
-            input_names=[ONNX_INPUT_NAME],
-            output_names=[ONNX_OUTPUT_NAME],
-            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=4096)}},
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    set_card(path, card)
+def read_card(path: Path) -> ModelCard:
+    """The ModelCard stored in an ONNX file's metadata."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return ModelCard.from_metadata({p.key: p.value for p in proto.metadata_props})
 
 
 def set_card(path: Path, card: ModelCard) -> None:

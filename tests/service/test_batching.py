@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from common.modality import Modality
-from common.model_card import encoder_filename
+from common.model_card import ModelCard, encoder_filename
 from service.batching import BatcherClosedError, MicroBatcher
 from service.encoder import OnnxEncoder
 from tests.service.conftest import TinyModels
-from tests.service.support import HEIGHT, WIDTH
 
 pytestmark = pytest.mark.anyio
 NEVER_MS = 600_000.0  # a batch closes only when full: grouping does not depend on timing
@@ -23,8 +22,8 @@ def encoder(tiny_models: TinyModels) -> OnnxEncoder:
     return OnnxEncoder(tiny_models.model_dir / encoder_filename(Modality.VISIBLE), ("CPUExecutionProvider",))
 
 
-def images(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).random((n, 3, HEIGHT, WIDTH), dtype=np.float32)
+def images(n: int, seed: int, card: ModelCard) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 3, card.input_height, card.input_width), dtype=np.float32)
 
 
 async def run_concurrently(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.ndarray]:
@@ -40,11 +39,11 @@ async def test_concurrent_requests_share_batches_and_match_unbatched(encoder: On
     batcher = MicroBatcher(
         encoder.embed, name="vis", max_batch=4, max_wait_ms=NEVER_MS, observer=lambda n, _: sizes.append(n)
     )
-    requests = [images(1, seed) for seed in range(8)]
+    requests = [images(1, seed, encoder.card) for seed in range(8)]
     results = await run_concurrently(batcher, requests)
     assert sizes == [4, 4]
     for request, result in zip(requests, results, strict=True):
-        np.testing.assert_allclose(result, encoder.embed(request), atol=1e-6)
+        np.testing.assert_allclose(result, encoder.embed(request), atol=1e-5)
 
 
 async def test_a_large_request_is_split_into_full_batches(encoder: OnnxEncoder) -> None:
@@ -52,20 +51,20 @@ async def test_a_large_request_is_split_into_full_batches(encoder: OnnxEncoder) 
     batcher = MicroBatcher(
         encoder.embed, name="vis", max_batch=4, max_wait_ms=NEVER_MS, observer=lambda n, _: sizes.append(n)
     )
-    request = images(8, seed=1)
+    request = images(8, 1, encoder.card)
     (result,) = await run_concurrently(batcher, [request])
     assert sizes == [4, 4]
-    np.testing.assert_allclose(result, encoder.embed(request), atol=1e-6)
+    np.testing.assert_allclose(result, encoder.embed(request), atol=1e-5)
 
 
 async def test_a_request_that_does_not_fit_waits_for_the_next_batch(encoder: OnnxEncoder) -> None:
     sizes: list[int] = []
     batcher = MicroBatcher(encoder.embed, name="vis", max_batch=4, max_wait_ms=0, observer=lambda n, _: sizes.append(n))
-    first, second = images(3, seed=2), images(2, seed=3)
+    first, second = images(3, 2, encoder.card), images(2, 3, encoder.card)
     results = await run_concurrently(batcher, [first, second])
     assert sizes == [3, 2]
-    np.testing.assert_allclose(results[0], encoder.embed(first), atol=1e-6)
-    np.testing.assert_allclose(results[1], encoder.embed(second), atol=1e-6)
+    np.testing.assert_allclose(results[0], encoder.embed(first), atol=1e-5)
+    np.testing.assert_allclose(results[1], encoder.embed(second), atol=1e-5)
 
 
 async def test_batching_off_runs_each_request_alone(encoder: OnnxEncoder) -> None:
@@ -73,21 +72,23 @@ async def test_batching_off_runs_each_request_alone(encoder: OnnxEncoder) -> Non
     batcher = MicroBatcher(
         encoder.embed, name="vis", batching=False, max_batch=4, observer=lambda n, _: sizes.append(n)
     )
-    requests = [images(1, seed) for seed in range(3)]
+    requests = [images(1, seed, encoder.card) for seed in range(3)]
     results = await run_concurrently(batcher, requests)
     assert sizes == [1, 1, 1]
     for request, result in zip(requests, results, strict=True):
-        np.testing.assert_allclose(result, encoder.embed(request), atol=1e-6)
+        np.testing.assert_allclose(result, encoder.embed(request), atol=1e-5)
 
 
 async def test_an_encoder_error_reaches_every_request_of_the_batch(encoder: OnnxEncoder) -> None:
     batcher = MicroBatcher(encoder.embed, name="vis", max_batch=2, max_wait_ms=NEVER_MS)
     await batcher.start()
     try:
-        bad = np.zeros((1, 3, HEIGHT + 1, WIDTH), dtype=np.float32)
+        bad = np.zeros((1, 3, encoder.card.input_height + 1, encoder.card.input_width), dtype=np.float32)
         results = await asyncio.gather(batcher.embed(bad), batcher.embed(bad), return_exceptions=True)
         assert all(isinstance(r, ValueError) for r in results)
-        np.testing.assert_allclose(await batcher.embed(images(2, 5)), encoder.embed(images(2, 5)), atol=1e-6)
+        np.testing.assert_allclose(
+            await batcher.embed(images(2, 5, encoder.card)), encoder.embed(images(2, 5, encoder.card)), atol=1e-5
+        )
     finally:
         await batcher.stop()
 
@@ -96,9 +97,9 @@ async def test_an_encoder_error_reaches_every_request_of_the_batch(encoder: Onnx
 async def test_closed_batcher_refuses_and_fails_waiting_requests(encoder: OnnxEncoder, yields: int) -> None:
     batcher = MicroBatcher(encoder.embed, name="vis", max_batch=4, max_wait_ms=NEVER_MS)
     with pytest.raises(BatcherClosedError):
-        await batcher.embed(images(1, 0))
+        await batcher.embed(images(1, 0, encoder.card))
     await batcher.start()
-    pending = asyncio.ensure_future(batcher.embed(images(1, 0)))  # waits for a batch that never fills
+    pending = asyncio.ensure_future(batcher.embed(images(1, 0, encoder.card)))  # waits for a batch that never fills
     for _ in range(yields):
         await asyncio.sleep(0)  # a bare yield to the loop, not a wait
     await batcher.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from service.encoder import (
     resolve_providers,
 )
 from tests.service.conftest import TinyModels
-from tests.service.support import DIM, HEIGHT, WIDTH, card_for, set_card
+from tests.service.support import set_card
 
 CPU = ("CPUExecutionProvider",)
 
@@ -29,8 +30,10 @@ CPU = ("CPUExecutionProvider",)
 @pytest.mark.parametrize("modality", list(Modality))
 def test_embed_matches_torch(tiny_models: TinyModels, modality: Modality, batch: int) -> None:
     encoder = OnnxEncoder(tiny_models.model_dir / encoder_filename(modality), CPU)
-    x = torch.rand(batch, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(batch))
-    expected = tiny_models.nets[modality](x).detach().numpy()
+    card = tiny_models.cards[modality]
+    x = torch.rand(batch, 3, card.input_height, card.input_width, generator=torch.Generator().manual_seed(batch))
+    with torch.no_grad():
+        expected = tiny_models.nets[modality](x).numpy()
     got = encoder.embed(x.numpy())
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
@@ -38,7 +41,8 @@ def test_embed_matches_torch(tiny_models: TinyModels, modality: Modality, batch:
 
 def test_card_comes_from_metadata(tiny_models: TinyModels) -> None:
     encoders = load_encoders(tiny_models.model_dir, CPU)
-    assert {m: e.card for m, e in encoders.items()} == {m: card_for(m) for m in Modality}
+    assert {m: e.card for m, e in encoders.items()} == tiny_models.cards
+    assert {m: c.modality for m, c in tiny_models.cards.items()} == {m: m for m in Modality}
 
 
 def test_providers_in_use_are_reported_and_cpu_fallback_warned(
@@ -71,21 +75,24 @@ def test_resolve_providers_keeps_requested_order_and_refuses_none() -> None:
 
 def test_refuses_encoders_of_different_model_versions(tiny_models: TinyModels, tmp_path: Path) -> None:
     model_dir = tiny_models.copy_to(tmp_path / "models")
-    set_card(model_dir / encoder_filename(Modality.INFRARED), card_for(Modality.INFRARED, model_version="ffffffffffff"))
+    set_card(
+        model_dir / encoder_filename(Modality.INFRARED),
+        replace(tiny_models.cards[Modality.INFRARED], model_version="ffffffffffff"),
+    )
     with pytest.raises(EncoderMismatchError, match="ffffffffffff"):
         load_encoders(model_dir, CPU)
 
 
 def test_refuses_encoders_of_different_dims(tiny_models: TinyModels, tmp_path: Path) -> None:
     model_dir = tiny_models.copy_to(tmp_path / "models")
-    set_card(model_dir / encoder_filename(Modality.VISIBLE), card_for(Modality.VISIBLE, dim=DIM * 2))
-    with pytest.raises(EncoderMismatchError, match=f"dim {DIM * 2}"):
+    set_card(model_dir / encoder_filename(Modality.VISIBLE), replace(tiny_models.card, embedding_dim=7))
+    with pytest.raises(EncoderMismatchError, match="dim 7"):
         load_encoders(model_dir, CPU)
 
 
 def test_refuses_a_file_carrying_the_other_modality(tiny_models: TinyModels, tmp_path: Path) -> None:
     model_dir = tiny_models.copy_to(tmp_path / "models")
-    set_card(model_dir / encoder_filename(Modality.VISIBLE), card_for(Modality.INFRARED))
+    set_card(model_dir / encoder_filename(Modality.VISIBLE), tiny_models.cards[Modality.INFRARED])
     with pytest.raises(EncoderMismatchError, match="named for 'vis'"):
         load_encoders(model_dir, CPU)
 

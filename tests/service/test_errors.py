@@ -11,7 +11,8 @@ from PIL import Image
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.support import DIM, files, image_bytes, serve, with_settings
+from tests.service.conftest import TinyModels
+from tests.service.support import files, image_bytes, serve, with_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -29,14 +30,15 @@ async def gallery_count(client: httpx.AsyncClient) -> int:
     return int(page["total"])
 
 
-async def test_400_bad_parameters(settings: Settings) -> None:
+async def test_400_bad_parameters(settings: Settings, tiny_models: TinyModels) -> None:
+    dim = tiny_models.card.embedding_dim
     async with serve(with_settings(settings, max_files_per_request=2)) as (_, client):
         detail = assert_error(
             await client.post("/embed", params={"modality": "uv"}, files=files(image_bytes(1))), 400, "bad_parameter"
         )
         assert "unknown modality 'uv'" in detail
         assert_error(await client.get("/gallery", params={"modality": "x"}), 400, "bad_parameter")
-        query = {"embedding": [1.0] + [0.0] * (DIM - 1)}
+        query = {"embedding": [1.0] + [0.0] * (dim - 1)}
         assert_error(
             await client.post("/search", params={"modality": "ir", "target": "uv"}, json=query), 400, "bad_parameter"
         )
@@ -44,12 +46,12 @@ async def test_400_bad_parameters(settings: Settings) -> None:
             await client.post("/search", params={"modality": "ir", "top_k": 5000}, json=query), 400, "bad_parameter"
         )
         detail = assert_error(
-            await client.post("/search", params={"modality": "ir"}, json={"embedding": [1.0] * (DIM + 1)}),
+            await client.post("/search", params={"modality": "ir"}, json={"embedding": [1.0] * (dim + 1)}),
             400,
             "bad_parameter",
         )
-        assert f"{DIM + 1} values" in detail
-        not_unit = {"embedding": [1.0] * DIM}
+        assert f"{dim + 1} values" in detail
+        not_unit = {"embedding": [1.0] * dim}
         assert "L2 norm" in assert_error(
             await client.post("/search", params={"modality": "ir"}, json=not_unit), 400, "bad_parameter"
         )

@@ -12,7 +12,7 @@ from common.preprocess import decode_image, to_input
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import TinyModels
-from tests.service.support import HEIGHT, WIDTH, files, image_bytes, uvicorn_server, with_settings
+from tests.service.support import files, image_bytes, uvicorn_server, with_settings
 
 
 def test_service_over_http(settings: Settings, tiny_models: TinyModels) -> None:
@@ -25,7 +25,9 @@ def test_service_over_http(settings: Settings, tiny_models: TinyModels) -> None:
         session = ort.InferenceSession(
             str(tiny_models.model_dir / encoder_filename(Modality.INFRARED)), providers=["CPUExecutionProvider"]
         )
-        batch = np.stack([to_input(decode_image(p), HEIGHT, WIDTH) for p in payloads])
+        batch = np.stack(
+            [to_input(decode_image(p), tiny_models.card.input_height, tiny_models.card.input_width) for p in payloads]
+        )
         expected = session.run(["embeddings"], {"images": batch})[0]
         np.testing.assert_allclose(np.asarray(r.json()["embeddings"]), expected, atol=1e-4)
         added = client.post("/gallery", params={"modality": "ir"}, files=files(*payloads), headers={"X-API-Key": "k"})
