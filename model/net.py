@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -113,10 +113,13 @@ class VIReIDNet(nn.Module):
 
     def forward_head(self, fmap: Tensor, pre_logits: bool = False) -> HeadOutput:
         """Pool stripes, reduce (``part_dim``), BNNeck and (unless ``pre_logits``) classify a layer4 map."""
-        pooled = self.pool(fmap)
-        feats, bn_feats, logits = [], [], []
-        for i, neck in enumerate(self.necks):
-            feat = self.reductions[i](pooled[:, i]) if len(self.reductions) else pooled[:, i]
+        pooled: Tensor = self.pool(fmap)
+        feats: list[Tensor] = []
+        bn_feats: list[Tensor] = []
+        logits: list[Tensor] = []
+        for i in range(self.cfg.num_stripes):
+            neck = cast(BNNeck, self.necks[i])
+            feat: Tensor = self.reductions[i](pooled[:, i]) if len(self.reductions) else pooled[:, i]
             bn_feat = neck.bn(feat)
             feats.append(feat)
             bn_feats.append(bn_feat)
@@ -184,7 +187,8 @@ class VIReIDNet(nn.Module):
         ``group["lr"] = base_lr * group["lr_mult"]``.
         """
         prefixes = self.backbone_prefixes()
-        backbone, new = [], []
+        backbone: list[nn.Parameter] = []
+        new: list[nn.Parameter] = []
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (backbone if name.startswith(prefixes) else new).append(param)
