@@ -92,7 +92,9 @@ class TwoStreamResNet(nn.Module):
     :func:`load_torchvision_resnet`.
     """
 
-    def __init__(self, arch: str = "resnet50", specific_stages: int = 0, last_stride: int = 1, hagl: bool = True):
+    def __init__(
+        self, arch: str = "resnet50", specific_stages: int = 0, last_stride: int = 1, hagl: bool = True
+    ) -> None:
         super().__init__()
         if not 0 <= specific_stages <= 2:
             raise ValueError(f"specific_stages must be 0, 1 or 2, got {specific_stages}")
