@@ -35,7 +35,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+                raise ImageTooLargeError(
+                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+                )
             img.load()
     except ImageTooLargeError:
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,7 +72,7 @@ class Gallery(Protocol):
         """Version of the model whose embeddings the gallery holds."""
         ...
 
-    def add(self, items: Sequence[NewItem]) -> list[int]:
+    def add(self, items: Sequence[NewItem]) -> builtins.list[int]:
         """Add all items or none; returns their new ids in order; durable on return."""
         ...
 
@@ -79,7 +80,7 @@ class Gallery(Protocol):
         """One item; raises ``ItemNotFoundError``."""
         ...
 
-    def list(self, offset: int = 0, limit: int = 100, modality: Modality | None = None) -> list[GalleryItem]:
+    def list(self, offset: int = 0, limit: int = 100, modality: Modality | None = None) -> builtins.list[GalleryItem]:
         """Items in id order, paged."""
         ...
 
@@ -91,7 +92,9 @@ class Gallery(Protocol):
         """Remove one item (vector and metadata); raises ``ItemNotFoundError``; durable on return."""
         ...
 
-    def search(self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None) -> list[list[Match]]:
+    def search(
+        self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None
+    ) -> builtins.list[builtins.list[Match]]:
         """Top-k matches for each query row of float32 ``(n, dim)``, best first."""
         ...
 
