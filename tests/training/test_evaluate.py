@@ -1,0 +1,81 @@
+"""Evaluation CLI: a checkpoint scored on a fake SYSU-MM01 tree equals the protocol applied by hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.modality import Modality
+from model.config import NetConfig
+from model.net import VIReIDNet
+from tests.training.conftest import write_sysu_tree
+from training.checkpoint import checkpoint_hash, save_checkpoint
+from training.config import DataConfig, ExperimentConfig
+from training.data.sysu import process_gallery_sysu, process_query_sysu
+from training.evaluate import main
+from training.evaluation import eval_sysu
+from training.transforms import eval_batch
+
+NET = NetConfig(arch="resnet18", num_stripes=2, num_classes=3, input_height=32, input_width=16)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, VIReIDNet, Path]:
+    work = tmp_path_factory.mktemp("eval")
+    root = write_sysu_tree(work / "sysu").root
+    torch.manual_seed(0)
+    net = VIReIDNet(NET).eval()
+    cfg = ExperimentConfig(experiment="ev", model=NET, data=DataConfig(name="sysu_mm01", root=root, num_trials=2))
+    path = save_checkpoint(work / "run", {"model": net.state_dict()}, cfg, epoch=1, keep_epoch=False)
+    return path, net, root
+
+
+def _by_hand(net: VIReIDNet, root: Path, mode: str, trials: int) -> dict[str, float]:
+    """Query/gallery lists of the protocol builders, ``net.embed`` per modality, ``eval_sysu``, mean of trials."""
+    q_paths, q_pids, q_cams = process_query_sysu(root, mode)
+    with torch.no_grad():
+        q = net.embed(eval_batch(q_paths, NET), Modality.INFRARED).numpy()
+    runs = []
+    for trial in range(trials):
+        g_paths, g_pids, g_cams = process_gallery_sysu(root, mode, trial)
+        with torch.no_grad():
+            g = net.embed(eval_batch(g_paths, NET), Modality.VISIBLE).numpy()
+        cmc, mAP, mINP = eval_sysu(1 - q @ g.T, q_pids, g_pids, q_cams, g_cams)
+        runs.append([cmc[0], cmc[4], cmc[9], cmc[19], mAP, mINP])
+    return dict(zip(["R1", "R5", "R10", "R20", "mAP", "mINP"], np.mean(runs, axis=0) * 100, strict=True))
+
+
+def test_cli_writes_protocol_metrics_in_percent(checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path) -> None:
+    path, net, root = checkpoint
+    out = tmp_path / "results.json"
+    assert main(["--checkpoint", str(path), "--out", str(out), "--workers", "0", "--device", "cpu"]) == 0
+    report = json.loads(out.read_text())
+    assert report["model_version"] == checkpoint_hash(path) and report["experiment"] == "ev"
+    assert report["unit"] == "percent" and report["data"][0]["num_trials"] == 2
+    assert set(report["results"]) == {"sysu/all", "sysu/indoor"}
+    for mode in ("all", "indoor"):
+        got = report["results"][f"sysu/{mode}"]
+        assert set(got) == {"no_flip", "flip"}
+        expected = _by_hand(net, root, mode, trials=2)
+        for key, value in expected.items():
+            assert got["no_flip"][key] == pytest.approx(value, abs=0.006), (mode, key)
+
+
+def test_cli_data_override_and_errors(checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    path, _, _ = checkpoint
+    with caplog.at_level(logging.ERROR):
+        assert main(["--checkpoint", str(path), "--data", f"sysu_mm01={tmp_path / 'absent'}", "--workers", "0"]) == 2
+    assert "absent" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in caplog.text
+    with caplog.at_level(logging.ERROR):
+        assert main(["--checkpoint", str(path), "--data", "sysu_mm01"]) == 2
+    assert "NAME=ROOT" in caplog.text
