@@ -46,7 +46,9 @@ class OnnxEncoder:
     The input size and everything else about the model come from the ``ModelCard`` in the file's metadata.
     """
 
-    def __init__(self, path: Path, providers: Sequence[str], intra_op_threads: int = 0) -> None:
+    def __init__(
+        self, path: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False
+    ) -> None:
         """Open ``path`` on the first usable provider of ``providers`` and read its ModelCard.
 
         Raises:
@@ -61,6 +63,8 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
+        # Spinning threads keep cores busy after each run, starving HTTP parsing and decoding on shared cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
         self.providers: list[str] = list(self.session.get_providers())
@@ -122,14 +126,18 @@ class OnnxEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
-def load_encoders(model_dir: Path, providers: Sequence[str], intra_op_threads: int = 0) -> dict[Modality, OnnxEncoder]:
+def load_encoders(
+    model_dir: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False
+) -> dict[Modality, OnnxEncoder]:
     """Open ``encoder_vis.onnx`` and ``encoder_ir.onnx`` in ``model_dir`` and check they belong together.
 
     Raises:
         EncoderLoadError: a file is missing or unreadable.
         EncoderMismatchError: the files disagree on model version or embedding dim, or carry the wrong modality.
     """
-    encoders = {m: OnnxEncoder(model_dir / encoder_filename(m), providers, intra_op_threads) for m in Modality}
+    encoders = {
+        m: OnnxEncoder(model_dir / encoder_filename(m), providers, intra_op_threads, spinning) for m in Modality
+    }
     for modality, encoder in encoders.items():
         if encoder.card.modality is not modality:
             raise EncoderMismatchError(

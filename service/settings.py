@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime intra-op threads per session; 0 = ORT default"
     )
+    intra_op_spinning: bool = Field(
+        default=False, description="let ORT threads busy-wait between runs (faster on dedicated cores, not shared ones)"
+    )
     api_key: SecretStr | None = Field(
         default=None, description="when set, writes need the header X-API-Key with this value"
     )
