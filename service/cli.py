@@ -104,6 +104,8 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="training config (default: configs/tiny.yaml of this checkout)")
     p.add_argument("--host", default="127.0.0.1", help="address the demo service binds (default %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port of the demo service (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="training-config override, repeatable (e.g. --set schedule.epochs=3)")
     p.add_argument("--queries", type=int, default=10, help="infrared queries checked at the end (default %(default)s)")
     p.add_argument("--exit-after-setup", "--no-serve", action="store_true", dest="exit_after_setup",
                    help="stop the service and exit once everything is set up and checked")
@@ -229,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import DemoError, DemoOptions, prepare_demo
 
     options = DemoOptions(workdir=args.workdir, config=args.config, host=args.host, port=args.port,
-                          queries=args.queries, serve=not args.exit_after_setup)
+                          queries=args.queries, serve=not args.exit_after_setup, overrides=tuple(args.overrides))
     try:
         setup = prepare_demo(options)
     except DemoError as exc:

@@ -11,6 +11,8 @@ subprocesses (they need the ``train`` extra); this process never imports torch.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -50,6 +52,7 @@ class DemoOptions:
     port: int = 8000
     queries: int = 10
     serve: bool = True
+    overrides: tuple[str, ...] = ()  # dotted training-config overrides, e.g. ("schedule.epochs=3",)
     python: str = sys.executable
 
 
@@ -149,52 +152,72 @@ class Steps:
     def _marker(self, step: str) -> Path:
         return self.workdir / f".done-{step}"
 
-    def _done(self, step: str, *outputs: Path) -> bool:
-        if self._marker(step).is_file() and all(p.exists() for p in outputs):
+    def _done(self, step: str, key: str, *outputs: Path) -> bool:
+        """Whether ``step`` finished before with the same inputs (``key``) and its outputs still exist."""
+        marker = self._marker(step)
+        if marker.is_file() and marker.read_text() == key and all(p.exists() for p in outputs):
             logger.info("%s: already done in %s, skipped", step, self.workdir)
             self.skipped.append(step)
             return True
         return False
 
-    def _finish(self, step: str) -> None:
-        self._marker(step).write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    def _finish(self, step: str, key: str) -> None:
+        self._marker(step).write_text(key)
 
     def synth(self) -> None:
         """Write the synthetic SYSU-MM01-layout data set."""
-        if self._done("synth", self.data):
+        if self._done("synth", "default", self.data):
             return
         shutil.rmtree(self.data, ignore_errors=True)  # an interrupted earlier attempt
         _run("synth", [self.options.python, "-m", "training.synth", "--out", str(self.data)])
-        self._finish("synth")
+        self._finish("synth", "default")
 
     def train(self, config: Path) -> Path:
-        """Train the tiny config on the synthetic data (continuing an interrupted run); returns the checkpoint."""
+        """Train the config on the synthetic data (continuing an interrupted run); returns the checkpoint.
+
+        A finished run is reused while the config file and the overrides are unchanged; otherwise the run
+        directory is cleared and trained again.
+        """
         experiment = str(yaml.safe_load(config.read_text())["experiment"])
-        checkpoint = self.runs / experiment / "checkpoint.pt"
-        if self._done("train", checkpoint):
+        run_dir = self.runs / experiment
+        checkpoint = run_dir / "checkpoint.pt"
+        key = json.dumps({"config": str(config), "sha256": _sha256(config), "overrides": self.options.overrides})
+        if self._done("train", key, checkpoint):
             return checkpoint
+        marker = self._marker("train")
+        if marker.is_file() and marker.read_text() != key:
+            shutil.rmtree(run_dir, ignore_errors=True)  # trained with other settings: resuming would be refused
+        marker.unlink(missing_ok=True)
         _run("train", [self.options.python, "-m", "training.train", str(config), f"run.out_dir={self.runs}",
-                       f"data.root={self.data}", "--resume"])
+                       f"data.root={self.data}", *self.options.overrides, "--resume"])
         if not checkpoint.is_file():
             raise DemoError(f"training finished but wrote no {checkpoint}")
-        self._finish("train")
+        self._finish("train", key)
         return checkpoint
 
-    def export(self, checkpoint: Path) -> None:
-        """Export both ONNX encoders; a new export empties the gallery, which holds the old model's vectors."""
+    def export(self, checkpoint: Path) -> str:
+        """Export both ONNX encoders; a new export empties the gallery, which holds the old model's vectors.
+
+        Returns:
+            The checkpoint's sha256, which keys the export and the gallery fill.
+        """
         encoders = [self.models / encoder_filename(m) for m in Modality]
-        if self._done("export", *encoders):
-            return
+        key = _sha256(checkpoint)
+        if self._done("export", key, *encoders):
+            return key
         _run("export", [self.options.python, "-m", "training.export", "--checkpoint", str(checkpoint),
                         "--out", str(self.models)])
         shutil.rmtree(self.gallery, ignore_errors=True)
         self._marker("gallery").unlink(missing_ok=True)
-        self._finish("export")
+        self._finish("export", key)
+        return key
 
-    def start_service(self, url: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def start_service(self, url: str, model_key: str) -> tuple[subprocess.Popen[bytes], Path]:
         """Start ``vireid serve`` on the demo's models and gallery; wait until /readyz answers 200."""
-        if not self._marker("gallery").is_file():
-            shutil.rmtree(self.gallery, ignore_errors=True)  # a fill that did not finish: start it again
+        marker = self._marker("gallery")
+        if not marker.is_file() or marker.read_text() != model_key:
+            shutil.rmtree(self.gallery, ignore_errors=True)  # unfinished fill, or another model's vectors
+            marker.unlink(missing_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         log_file = self.logs / "service.log"
         cmd = [self.options.python, "-m", "service.cli", "serve", "--host", self.options.host,
@@ -210,9 +233,9 @@ class Steps:
             raise
         return process, log_file
 
-    def fill_gallery(self, client: httpx.Client) -> dict[str, int]:
+    def fill_gallery(self, client: httpx.Client, key: str) -> dict[str, int]:
         """Upload the visible test crops (label = identity folder, camera = camN) unless already done."""
-        if self._done("gallery"):
+        if self._done("gallery", key, self.gallery):
             return gallery_counts(client)
         items = [ImageItem(path=p, label=p.parent.name, camera=p.parent.parent.name, source=str(p.relative_to(
             self.data))) for p in identity_crops(self.data, VISIBLE_CAMS)]
@@ -222,8 +245,17 @@ class Steps:
         report = upload(client, items, Modality.VISIBLE, batch_size=32)
         if report.failed:
             raise DemoError(f"the service refused {len(report.failed)} crops, e.g. {report.failed[0]}")
-        self._finish("gallery")
+        self._finish("gallery", key)
         return gallery_counts(client)
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def identity_crops(root: Path, cams: tuple[int, ...]) -> list[Path]:
@@ -278,12 +310,12 @@ def prepare_demo(options: DemoOptions) -> DemoSetup:
     config = resolve_config(options.config)
     steps.synth()
     checkpoint = steps.train(config)
-    steps.export(checkpoint)
+    model_key = steps.export(checkpoint)
     url = f"http://{options.host}:{options.port}"
-    process, log_file = steps.start_service(url)
+    process, log_file = steps.start_service(url, model_key)
     try:
         with make_client(url) as client:
-            counts = steps.fill_gallery(client)
+            counts = steps.fill_gallery(client, model_key)
             queries = check_queries(client, steps.data, options.queries)
     except BaseException:
         process.terminate()

@@ -1,0 +1,86 @@
+"""``vireid demo``: the real chain (synth -> train -> export -> serve -> gallery -> queries), then a rerun reusing it.
+
+Training is shortened with ``--set`` overrides (1 epoch of 2 iterations) so the chain runs in about a minute on
+2 cores; the self-check numbers are then near chance and not asserted, the bookkeeping is.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from service.demo import INFRARED_CAMS, VISIBLE_CAMS, DemoError, identity_crops, resolve_config
+
+FAST = ["--set", "schedule.epochs=1", "--set", "run.max_iters=2", "--set", "run.eval_every=0"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_sysu_tree(root: Path) -> None:
+    """A minimal SYSU-MM01 layout: test ids 3 and 1 (id 2 is training), cameras 1 and 3, one missing folder."""
+    (root / "exp").mkdir(parents=True)
+    (root / "exp" / "test_id.txt").write_text("3,1\n")
+    for cam, pid, name in [(1, 1, "0002.jpg"), (1, 1, "0001.jpg"), (1, 2, "0001.jpg"), (3, 1, "0001.jpg"),
+                           (3, 3, "0001.jpg"), (1, 3, "0001.jpg")]:
+        (root / f"cam{cam}" / f"{pid:04d}").mkdir(parents=True, exist_ok=True)
+        (root / f"cam{cam}" / f"{pid:04d}" / name).write_bytes(b"x")
+
+
+def test_identity_crops_lists_test_ids_by_camera_group(tmp_path: Path) -> None:
+    write_sysu_tree(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in identity_crops(tmp_path, VISIBLE_CAMS)] == [
+        "cam1/0001/0001.jpg", "cam1/0001/0002.jpg", "cam1/0003/0001.jpg"
+    ]
+    assert [p.relative_to(tmp_path).as_posix() for p in identity_crops(tmp_path, INFRARED_CAMS)] == [
+        "cam3/0001/0001.jpg", "cam3/0003/0001.jpg"
+    ]
+    with pytest.raises(DemoError, match="test_id.txt not found"):
+        identity_crops(tmp_path / "cam1", VISIBLE_CAMS)
+
+
+def test_missing_config_names_what_was_tried(tmp_path: Path) -> None:
+    with pytest.raises(DemoError, match=r"nope\.yaml.*--config"):
+        resolve_config(tmp_path / "nope.yaml")
+
+
+def run_demo(workdir: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``vireid demo --exit-after-setup`` on a free port; its standard output."""
+    argv = ["demo", "--workdir", str(workdir), "--port", str(free_port()), "--queries", "4", "--exit-after-setup",
+            *FAST]
+    assert main(argv) == 0, capsys.readouterr().err[-3000:]
+    return capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_sets_everything_up_then_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workdir = tmp_path / "demo"
+    out = run_demo(workdir, capsys)
+    visible = identity_crops(workdir / "data", VISIBLE_CAMS)
+    assert len(visible) > 50
+    assert f"gallery: {len(visible)} visible, 0 infrared crops" in out
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["encoder_ir.onnx", "encoder_vis.onnx"]
+
+    check = re.search(r"self-check: (\d+)/(\d+) infrared queries", out)
+    assert check and int(check.group(2)) == 4
+    rows = re.findall(r"^  (ok  |miss) id (\d{4}) -> top (\d{4}) ", out, flags=re.MULTILINE)
+    assert len(rows) == 4 and int(check.group(1)) == sum(hit == "ok  " and pid == top for hit, pid, top in rows)
+
+    queries = re.findall(r"-F file=@(\S+) '(http://127\.0\.0\.1:\d+)/search\?modality=ir&top_k=5'", out)
+    assert queries, out
+    for image, _url in queries:
+        path = Path(image)
+        assert path.is_absolute() and path.is_file()
+        assert path.parent.parent.name in {f"cam{c}" for c in INFRARED_CAMS}
+
+    again = run_demo(workdir, capsys)
+    assert "reused steps: synth, train, export, gallery" in again
+    assert f"gallery: {len(visible)} visible, 0 infrared crops" in again, "a rerun must not add the crops twice"
