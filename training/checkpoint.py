@@ -47,7 +47,7 @@ def epoch_checkpoint_path(run_dir: Path, epoch: int) -> Path:
 
 def rng_state() -> dict[str, Any]:
     """RNG states of python, numpy and torch (CPU and every CUDA device), as weights-only-loadable values."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     return {
         "python": random.getstate(),
         "numpy": {

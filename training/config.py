@@ -25,10 +25,10 @@ class DataConfig(Frozen):
 
     name: Literal["sysu_mm01", "regdb", "llcm"]
     root: Path
-    trial: int = Field(1, ge=1, le=10, description="RegDB split 1..10 (ignored by SYSU-MM01 and LLCM)")
-    num_trials: int = Field(10, ge=1, description="random galleries of SYSU-MM01 / LLCM evaluation")
-    workers: int = Field(4, ge=0)
-    eval_batch_size: int = Field(64, ge=1)
+    trial: int = Field(default=1, ge=1, le=10, description="RegDB split 1..10 (ignored by SYSU-MM01 and LLCM)")
+    num_trials: int = Field(default=10, ge=1, description="random galleries of SYSU-MM01 / LLCM evaluation")
+    workers: int = Field(default=4, ge=0)
+    eval_batch_size: int = Field(default=64, ge=1)
 
 
 class SamplerConfig(Frozen):
@@ -39,8 +39,8 @@ class SamplerConfig(Frozen):
     each identity exactly once).
     """
 
-    num_ids: int = Field(4, ge=2)
-    num_instances: int = Field(4, ge=1)
+    num_ids: int = Field(default=4, ge=2)
+    num_instances: int = Field(default=4, ge=1)
     epoch: Literal["agw", "identities"] = "agw"
 
 
@@ -49,28 +49,28 @@ class AugmentConfig(Frozen):
 
     flip: bool = True
     pad_crop: bool = True
-    pad: int = Field(10, ge=0)
-    erasing_p: float = Field(0.5, ge=0.0, le=1.0)
+    pad: int = Field(default=10, ge=0)
+    erasing_p: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class OptimConfig(Frozen):
     """SGD; ``lr`` is the base rate of heads and new modules, the pretrained backbone runs at ``backbone_lr_mult``x."""
 
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0)
+    weight_decay: float = Field(default=5e-4, ge=0)
     nesterov: bool = True
-    backbone_lr_mult: float = Field(0.1, gt=0)
+    backbone_lr_mult: float = Field(default=0.1, gt=0)
 
 
 class ScheduleConfig(Frozen):
     """Per-epoch LR factor: linear warm-up from ``warmup_start`` to 1, then x``gamma`` at each milestone."""
 
-    epochs: int = Field(80, ge=1)
-    warmup_epochs: int = Field(10, ge=0)
-    warmup_start: float = Field(0.1, gt=0, le=1.0)
+    epochs: int = Field(default=80, ge=1)
+    warmup_epochs: int = Field(default=10, ge=0)
+    warmup_start: float = Field(default=0.1, gt=0, le=1.0)
     milestones: tuple[int, ...] = (20, 60)
-    gamma: float = Field(0.1, gt=0)
+    gamma: float = Field(default=0.1, gt=0)
 
     @model_validator(mode="after")
     def _sorted_milestones(self) -> ScheduleConfig:
@@ -82,11 +82,11 @@ class ScheduleConfig(Frozen):
 class LossConfig(Frozen):
     """Weights and parameters of the three losses of METHOD.md §3."""
 
-    id_weight: float = Field(1.0, ge=0)
-    triplet_weight: float = Field(1.0, ge=0)
-    dcl_weight: float = Field(0.5, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    margin: float = Field(0.3, ge=0)
+    id_weight: float = Field(default=1.0, ge=0)
+    triplet_weight: float = Field(default=1.0, ge=0)
+    dcl_weight: float = Field(default=0.5, ge=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    margin: float = Field(default=0.3, ge=0)
 
 
 class RunConfig(Frozen):
@@ -95,26 +95,28 @@ class RunConfig(Frozen):
     out_dir: Path = Path("runs")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = Field(True, description="mixed precision (CUDA only; ignored on CPU)")
-    eval_every: int = Field(10, ge=0, description="evaluate every N epochs and after the last; 0 = never")
-    pretrained: Path | None = Field(None, description="local torchvision ImageNet ResNet .pth; null = random init")
+    amp: bool = Field(default=True, description="mixed precision (CUDA only; ignored on CPU)")
+    eval_every: int = Field(default=10, ge=0, description="evaluate every N epochs and after the last; 0 = never")
+    pretrained: Path | None = Field(
+        default=None, description="local torchvision ImageNet ResNet .pth; null = random init"
+    )
     keep_epoch_checkpoints: bool = True
-    max_iters: int | None = Field(None, ge=1, description="cap on iterations per epoch (smoke tests)")
-    log_every: int = Field(20, ge=1)
+    max_iters: int | None = Field(default=None, ge=1, description="cap on iterations per epoch (smoke tests)")
+    log_every: int = Field(default=20, ge=1)
 
 
 class ExperimentConfig(Frozen):
     """The whole experiment: network, data, sampler, augmentation, optimiser, schedule, losses and run."""
 
     experiment: str
-    model: NetConfig = NetConfig()
+    model: NetConfig = Field(default_factory=lambda: NetConfig.model_validate({}))
     data: DataConfig
-    sampler: SamplerConfig = SamplerConfig()
-    augment: AugmentConfig = AugmentConfig()
-    optim: OptimConfig = OptimConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    loss: LossConfig = LossConfig()
-    run: RunConfig = RunConfig()
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @property
     def run_dir(self) -> Path:
