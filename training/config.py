@@ -51,6 +51,9 @@ class AugmentConfig(Frozen):
     pad_crop: bool = True
     pad: int = Field(default=10, ge=0)
     erasing_p: float = Field(default=0.5, ge=0.0, le=1.0)
+    grayscale_p: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="random greyscale (not in the draft; helps colour-free matching)"
+    )
 
 
 class OptimConfig(Frozen):

@@ -30,6 +30,8 @@ def build_train_transform(net: NetConfig, aug: AugmentConfig) -> Callable[[Image
         steps += [v2.Pad(aug.pad), v2.RandomCrop(size)]
     if aug.flip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
+    if aug.grayscale_p > 0:  # a no-op on infrared images, whose three channels are already equal
+        steps.append(v2.RandomGrayscale(p=aug.grayscale_p))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(net.mean), list(net.std))]
     if aug.erasing_p > 0:
         steps.append(v2.RandomErasing(p=aug.erasing_p, value=0))
