@@ -5,12 +5,12 @@ Usage: ``python bench/service.py [--model-dir DIR | --arch resnet18 --height 96 
 
 Without ``--model-dir`` a random-init VIReIDNet (default: the ``configs/tiny.yaml`` network, resnet18 at 96x48)
 is exported with ``training.export.export_encoders``; speed does not depend on the weights. Two real uvicorn
-servers (``uvicorn --factory service.app:create_app``, subprocesses on 127.0.0.1) serve the same model, one with
+servers (``service.app:create_app`` as a uvicorn factory, subprocesses on 127.0.0.1) serve the same model, one with
 micro-batching and one without. Every request is one JPEG crop posted to ``/embed?modality=vis`` by ``c``
 concurrent keep-alive connections (a minimal asyncio HTTP/1.1 client, so the load generator costs little CPU
-on the shared cores). The baseline "raw" is ONNX Runtime in this process on the same JPEG bytes, with the same
-host preprocessing (``decode_image`` + ``to_input``), ``c`` threads each running batch 1; "raw batched" runs
-the same images in batches of ``c`` from one thread (an upper bound: ideal batching, no HTTP). For each
+on the shared cores). The baseline "raw" is ONNX Runtime in this process on the same JPEG bytes, with the
+same host preprocessing (``decode_image`` + ``to_input``) and session options, ``c`` threads each running
+batch 1; "raw batched" runs the same images in batches of ``c`` from one thread (ideal batching, no HTTP). For each
 concurrency the modes run interleaved, ``--rounds`` times, and the median images/s is reported.
 """
 
@@ -193,8 +193,14 @@ class Server:
             "VIREID_MAX_BATCH": str(args.max_batch),
             "VIREID_MAX_WAIT_MS": str(args.max_wait_ms),
         }
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--fd",
-               str(self.sock.fileno()), "--log-level", "warning", "--no-access-log"]
+        # Not `uvicorn --fd`: it rebuilds the socket as AF_UNIX, so asyncio skips TCP_NODELAY on accepted
+        # connections and Nagle + delayed ACKs add ~40 ms to every sequential request.
+        launcher = (
+            "import socket, sys, uvicorn; sock = socket.socket(fileno=int(sys.argv[1])); "
+            "uvicorn.Server(uvicorn.Config('service.app:create_app', factory=True, log_level='warning', "
+            "access_log=False)).run(sockets=[sock])"
+        )
+        cmd = [sys.executable, "-c", launcher, str(self.sock.fileno())]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, pass_fds=[self.sock.fileno()])
 
     def wait_ready(self, timeout: float = 600.0) -> None:
@@ -238,15 +244,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=256, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model_dir = args.model_dir or export_model(args, tmp / "models")
-        session = ort.InferenceSession(
-            str(model_dir / encoder_filename(Modality.VISIBLE)), providers=["CPUExecutionProvider"]
-        )
+        options = ort.SessionOptions()  # the service's session options (service/encoder.py), for a fair baseline
+        spinning = os.environ.get("VIREID_INTRA_OP_SPINNING", "false").lower() in ("1", "true", "yes")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        path = model_dir / encoder_filename(Modality.VISIBLE)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         card = read_card(session)
         images = make_images(64, card.input_height * 2, card.input_width * 2)
         servers = {True: Server(model_dir, tmp / "g1", True, args), False: Server(model_dir, tmp / "g2", False, args)}
@@ -262,7 +270,7 @@ def main() -> None:
                   f"{card.input_height}x{card.input_width}; max |service - raw ORT| = {max_diff:.1e}")
             print(f"{os.cpu_count()} CPUs, ORT {ort.__version__}, {args.requests} images per measurement, "
                   f"median of {args.rounds} interleaved rounds, max_batch {args.max_batch}, "
-                  f"max_wait_ms {args.max_wait_ms}, service ORT spinning "
+                  f"max_wait_ms {args.max_wait_ms}, ORT spinning (raw and service) "
                   f"{os.environ.get('VIREID_INTRA_OP_SPINNING', 'false')}, load average {os.getloadavg()[0]:.1f}")
             header = (f"{'conc':>4} | {'raw img/s':>9} | {'raw batched':>11} | {'svc batched':>11} | "
                       f"{'svc unbatched':>13} | {'batched/raw':>11} | {'unbatched/raw':>13} | {'batched/raw-b':>13}")

@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     max_files_per_request: int = Field(default=64, ge=1, description="most image files one request may carry")
     batching: bool = Field(default=True, description="group concurrent requests into one encoder run per modality")
     max_batch: int = Field(default=32, ge=1, description="most images per micro-batch")
-    max_wait_ms: float = Field(default=2.0, ge=0, description="how long a micro-batch waits for more requests to join")
+    max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="extra wait for a micro-batch to fill; 0 batches only what queued while the encoder was busy",
+    )
     inference_workers: int = Field(default=1, ge=1, description="threads running encoder inference per modality")
     decode_workers: int = Field(default=4, ge=1, description="threads decoding uploaded images")
     index: IndexConfig = Field(
