@@ -19,16 +19,16 @@ class NetConfig(Frozen):
     """The two-stream VI-ReID network of METHOD.md §2; defaults are the draft's SYSU-MM01 model."""
 
     arch: Literal["resnet50", "resnet34", "resnet18"] = "resnet50"
-    specific_stages: int = Field(0, ge=0, le=2, description="modality-specific ResNet stages after the stem")
+    specific_stages: int = Field(default=0, ge=0, le=2, description="modality-specific ResNet stages after the stem")
     last_stride: Literal[1, 2] = 1
     hagl: bool = True
     amg: bool = True
-    num_stripes: int = Field(4, ge=1)
-    gem_p: float = Field(3.0, gt=0)
+    num_stripes: int = Field(default=4, ge=1)
+    gem_p: float = Field(default=3.0, gt=0)
     gem_learnable: bool = True
-    part_dim: int | None = Field(None, ge=1, description="optional per-stripe linear reduction before the BNNeck")
-    num_classes: int = Field(395, ge=1)
-    dcl_dim: int = Field(256, ge=1)
+    part_dim: int | None = Field(default=None, ge=1, description="per-stripe linear reduction before the BNNeck")
+    num_classes: int = Field(default=395, ge=1)
+    dcl_dim: int = Field(default=256, ge=1)
     dcl_head_trainable: bool = False
     dcl_seed: int = 0
     flip_embed: bool = False

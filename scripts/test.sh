@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh serve,train,dev
 .venv/bin/lint-imports
 .venv/bin/ruff check .
+.venv/bin/mypy --strict common index service
+.venv/bin/mypy model training
 .venv/bin/python -m pytest "$@"

@@ -112,7 +112,7 @@ class ExperimentConfig(Frozen):
     """The whole experiment: network, data, sampler, augmentation, optimiser, schedule, losses and run."""
 
     experiment: str
-    model: NetConfig = Field(default_factory=lambda: NetConfig.model_validate({}))
+    model: NetConfig = Field(default_factory=NetConfig)
     data: DataConfig
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

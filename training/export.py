@@ -45,6 +45,8 @@ class EncoderGraph(nn.Module):
         self.modality = modality
         self.flip = flip
         cfg = net.cfg
+        self.mean: Tensor
+        self.std: Tensor
         self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
@@ -76,8 +78,8 @@ def build_card(net: VIReIDNet, modality: Modality, model_version: str, experimen
     return ModelCard(
         input_height=cfg.input_height,
         input_width=cfg.input_width,
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
+        mean=cfg.mean,
+        std=cfg.std,
         embedding_dim=net.embedding_dim,
         modality=modality,
         model_version=model_version,
