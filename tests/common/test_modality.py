@@ -5,8 +5,14 @@ from common.modality import Modality
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("vis", Modality.VISIBLE), ("Visible", Modality.VISIBLE), ("ir", Modality.INFRARED), (" infrared ", Modality.INFRARED),
-     ("thermal", Modality.INFRARED), (Modality.INFRARED, Modality.INFRARED)],
+    [
+        ("vis", Modality.VISIBLE),
+        ("Visible", Modality.VISIBLE),
+        ("ir", Modality.INFRARED),
+        (" infrared ", Modality.INFRARED),
+        ("thermal", Modality.INFRARED),
+        (Modality.INFRARED, Modality.INFRARED),
+    ],
 )
 def test_parse_accepts_wire_values_and_aliases(raw, expected):
     assert Modality.parse(raw) is expected
