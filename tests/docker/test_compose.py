@@ -22,6 +22,7 @@ from service.settings import CPU_PROVIDER, CUDA_PROVIDER, Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, parse_dockerfile
 
 SERVE_SERVICES = {"gpu": "vireid", "cpu": "vireid-cpu"}
+DEFAULT_SERVICES = ["vireid"]  # what a plain `docker compose up` starts: the GPU service
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +75,9 @@ def test_schema_rejects_a_broken_file(validator: Any, compose: dict[str, Any], p
     assert errors(validator, broken)
 
 
-def test_profiles_select_one_serving_variant_each(compose: dict[str, Any]) -> None:
-    for profile, name in SERVE_SERVICES.items():
-        assert service_with_profile(compose, profile)[0] == name
+def test_plain_up_starts_the_gpu_service_and_profiles_select_the_others(compose: dict[str, Any]) -> None:
+    assert [name for name, svc in compose["services"].items() if not svc.get("profiles")] == DEFAULT_SERVICES
+    assert service_with_profile(compose, "cpu")[0] == SERVE_SERVICES["cpu"]
     assert service_with_profile(compose, "train")[0] == "train"
 
 
