@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,12 @@ import torch
 from PIL import Image
 
 from common.modality import Modality
+from common.model_card import encoder_filename
 from common.preprocess import decode_image, to_input
+from index.errors import IndexMismatchError
 from service.settings import Settings
 from tests.service.conftest import TinyModels
-from tests.service.support import files, image_bytes, serve
+from tests.service.support import files, image_bytes, serve, set_card, with_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -234,3 +237,18 @@ async def test_openapi_documents_endpoints_with_examples(settings: Settings) -> 
     assert {"multipart/form-data", "application/json"} == set(search_body)
     assert spec["components"]["schemas"]["SearchResponse"]["examples"][0]["matches"][0]["id"] == 7
     assert "X-API-Key" in str(spec["components"]["securitySchemes"])
+
+
+async def test_refuses_to_start_on_a_gallery_of_another_model(
+    settings: Settings, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    async with serve(settings) as (_, client):
+        assert (
+            await client.post("/gallery", params={"modality": "vis"}, files=files(image_bytes(1)))
+        ).status_code == 201
+    other = tiny_models.copy_to(tmp_path / "other-models")
+    for m in Modality:
+        set_card(other / encoder_filename(m), replace(tiny_models.cards[m], model_version="fedcba987654"))
+    with pytest.raises(IndexMismatchError, match="fedcba987654"):
+        async with serve(with_settings(settings, model_dir=other)):
+            pass
