@@ -5,9 +5,12 @@
 Each identity is a cartoon pedestrian whose *shape* (head size, shoulder width, torso and leg lengths, stance,
 sleeves, shorts, bag side) and *pattern* (solid, horizontal or vertical stripes, checks, chest band; side stripes
 on the trousers) are fixed per id. Visible cameras (1, 2, 4, 5) render per-id colours; infrared cameras (3, 6)
-render greyscale "emission" levels per material, drawn independently of the colours, so that colour does not carry
-over between modalities while shape and pattern do. Each camera has its own tint or gain, background and person
-scale; each image jitters scale, position, mirroring, brightness, clutter and noise. Images depend only on
+render a different intensity mapping of the same materials: one fixed "sensor response" for everyone
+(``infrared_response``: warm/red materials bright, blue dark, unlike luminance) plus a small per-id deviation, skin
+bright and hair dark. A pattern's second colour is redrawn until it contrasts with the main one in both
+modalities. So matching across modalities is learnable (shape, pattern and the response carry over) but not
+trivial (the grey levels are not those of the colours). Each camera has its own tint or gain, background and
+person scale; each image jitters scale, position, mirroring, brightness, clutter and noise. Images depend only on
 (seed, pid, camera, index): the same seed gives byte-identical files.
 """
 
@@ -30,6 +33,10 @@ logger = logging.getLogger(__name__)
 BG, SKIN, HAIR, UPPER, UPPER2, LOWER, LOWER2, SHOES, BAG = range(9)
 _NUM_LABELS = 9
 _SUMMARY_FILE = "synth.json"
+# Infrared level of a material: a fixed weighted mix of its colour (unlike luminance: red counts most, blue
+# negatively) through a smoothstep, plus a small per-identity, per-material deviation.
+_IR_WEIGHTS = np.array([0.7, 0.25, -0.35])
+_IR_DEVIATION = 0.07
 
 
 @dataclass(frozen=True)
@@ -79,19 +86,30 @@ class _Identity:
     ir_levels: np.ndarray  # (9,) in [0, 1]
 
 
+def infrared_response(colours: np.ndarray) -> np.ndarray:
+    """The fixed "sensor response" of a material to its colour: warm (red) bright, blue dark; ``(..., 3) -> (...)``."""
+    raw = (colours @ _IR_WEIGHTS + 0.35) / 1.3  # in [0, 1] for colours in [0, 1]
+    raw = np.clip(raw, 0.0, 1.0)
+    return 0.08 + 0.84 * raw * raw * (3.0 - 2.0 * raw)  # smoothstep: a mild nonlinearity
+
+
 def _identity(seed: int, pid: int) -> _Identity:
     """Draw the fixed appearance of one identity."""
     rng = np.random.default_rng([seed, 1, pid])
     colours = rng.uniform(0.05, 0.95, (_NUM_LABELS, 3))
     colours[SKIN] = np.array([0.95, 0.78, 0.65]) * rng.uniform(0.45, 1.0)
     colours[HAIR] = rng.uniform(0.02, 0.35) * np.array([1.0, 0.85, 0.7])
-    ir = rng.uniform(0.08, 0.92, _NUM_LABELS)
-    ir[SKIN], ir[HAIR] = rng.uniform(0.8, 0.97), rng.uniform(0.25, 0.45)
+    deviation = rng.uniform(-_IR_DEVIATION, _IR_DEVIATION, _NUM_LABELS)
+    redraw = np.random.default_rng([seed, 5, pid])
     for main, second in ((UPPER, UPPER2), (LOWER, LOWER2)):  # keep patterns visible in both modalities
-        if abs(ir[main] - ir[second]) < 0.3:
-            ir[second] = (ir[main] + 0.45) % 0.9 + 0.05
-        if np.abs(colours[main] - colours[second]).sum() < 0.6:
-            colours[second] = 1.0 - colours[main]
+        for _ in range(100):
+            ir_gap = abs(infrared_response(colours[main]) + deviation[main] - infrared_response(colours[second])
+                         - deviation[second])
+            if np.abs(colours[main] - colours[second]).sum() >= 0.6 and ir_gap >= 0.25:
+                break
+            colours[second] = redraw.uniform(0.05, 0.95, 3)
+    ir = np.clip(infrared_response(colours) + deviation, 0.0, 1.0)
+    ir[SKIN], ir[HAIR] = rng.uniform(0.8, 0.97), rng.uniform(0.25, 0.45)
     return _Identity(
         head_r=rng.uniform(0.055, 0.08),
         torso_w=rng.uniform(0.2, 0.32),
