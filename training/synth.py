@@ -1,6 +1,6 @@
 """A synthetic cross-modal person set written in the real SYSU-MM01 layout.
 
-    python -m training.synth --out data/synth [--ids 60 --train-ids 40 --images-per-cam 4 --height 128 --width 64]
+    python -m training.synth --out data/synth [--ids 120 --train-ids 80 --images-per-cam 2 --height 64 --width 32]
 
 Each identity is a cartoon pedestrian whose *shape* (head size, shoulder width, torso and leg lengths, stance,
 sleeves, shorts, bag side) and *pattern* (solid, horizontal or vertical stripes, checks, chest band; side stripes
@@ -43,11 +43,11 @@ _IR_DEVIATION = 0.07
 class SynthConfig:
     """What to generate; ``train_ids`` includes the quarter written to ``val_id.txt`` (SYSU trains on both)."""
 
-    ids: int = 60
-    train_ids: int = 40
-    images_per_cam: int = 4
-    height: int = 128
-    width: int = 64
+    ids: int = 120
+    train_ids: int = 80
+    images_per_cam: int = 2
+    height: int = 64
+    width: int = 32
     seed: int = 0
     missing_cam_prob: float = 0.1  # chance that visible camera 2, 4 or 5 never saw an identity
 

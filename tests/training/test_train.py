@@ -25,10 +25,9 @@ TINY = {
     "schedule": {"epochs": 2, "warmup_epochs": 1, "milestones": [1]},
     "run": {"out_dir": "", "device": "cpu", "eval_every": 0, "max_iters": 2},
 }
-# The learning test: a small synthetic set and configs/tiny.yaml shortened to fit a couple of CPU minutes.
-LEARN_IDS, LEARN_TRAIN_IDS = 40, 24
-LEARN_OVERRIDES = ["schedule.epochs=5", "schedule.warmup_epochs=1", "schedule.milestones=[4]"]
-LEARN_MARGIN = 0.10  # absolute cross-modal mAP (fraction) over the untrained model
+# The learning test: SYSU all-search mAP on the unseen test ids, trained (the session's tiny run) minus untrained.
+# Measured with these fixtures: untrained 6.0%, trained ~21% (2 trials); ask for +8 points and at least double.
+LEARN_MARGIN = 0.08  # absolute mAP (fraction)
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), enabled=False)
 
 
@@ -121,36 +120,22 @@ def test_missing_pretrained_file_is_one_clear_error(setup: tuple[Path, Path]) ->
 
 
 @pytest.mark.slow
-def test_tiny_config_learns_cross_modal_matching(tmp_path: Path) -> None:
-    """configs/tiny.yaml, shortened, on a small synthetic set: cross-modal mAP clearly above the untrained model's.
-
-    Measured on the training identities (infrared queries against visible images of the same ids): a few CPU
-    minutes are enough to learn to match them across modalities. On the unseen test identities the gain after
-    so few iterations is a few points only; ``docs/results.md`` reports that with a full tiny run.
-    """
+def test_tiny_config_learns_cross_modal_matching(trained_run: Path, synth_root: Path) -> None:
+    """configs/tiny.yaml, shortened, on the synthetic set: cross-modal mAP on UNSEEN ids clearly above untrained."""
     from model.net import VIReIDNet
     from training.checkpoint import load_model
-    from training.data.base import EvalSplit
     from training.engine import evaluate
-    from training.synth import SynthConfig, generate
     from training.train import build_dataset
 
-    generate(tmp_path / "synth", SynthConfig(ids=LEARN_IDS, train_ids=LEARN_TRAIN_IDS, images_per_cam=3, height=64,
-                                             width=32))
-    overrides = [f"data.root={tmp_path / 'synth'}", f"run.out_dir={tmp_path}", "run.device=cpu", "run.eval_every=0",
-                 "data.num_trials=3", *LEARN_OVERRIDES]
-    config = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
-    assert main([str(config), *overrides]) == 0
-    cfg = load_config(config, overrides)
-    data = build_dataset(cfg.data)
-    seen = [EvalSplit("regdb/train_ir2vis/trial1", data.train_infrared, data.train_visible)]
-    unseen = data.eval_splits()
-    trained, trained_cfg = load_model(tmp_path / cfg.experiment / "checkpoint.pt")
+    trained, cfg = load_model(trained_run)
+    assert cfg.data.root == synth_root
+    splits = build_dataset(cfg.data).eval_splits()  # infrared queries of the test ids vs visible galleries
     torch.manual_seed(cfg.run.seed)
-    untrained = VIReIDNet(trained_cfg.model)
+    untrained = VIReIDNet(cfg.model)
     cpu = torch.device("cpu")
-    before = evaluate(untrained, seen + unseen, cpu, batch_size=128)
-    after = evaluate(trained, seen + unseen, cpu, batch_size=128)
+    before = evaluate(untrained, splits, cpu, batch_size=128)
+    after = evaluate(trained, splits, cpu, batch_size=128)
     logging.getLogger(__name__).info("untrained %s, trained %s", before, after)
-    gain = after["regdb/train_ir2vis"]["mAP"] - before["regdb/train_ir2vis"]["mAP"]
+    gain = after["sysu/all"]["mAP"] - before["sysu/all"]["mAP"]
     assert gain > LEARN_MARGIN, (before, after)
+    assert after["sysu/all"]["mAP"] > 2 * before["sysu/all"]["mAP"], (before, after)
