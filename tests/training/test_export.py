@@ -76,6 +76,7 @@ def test_failed_parity_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_checkpoint_is_versioned_by_the_checkpoint_hash(trained_exported: ExportedModels) -> None:
     from training.checkpoint import checkpoint_hash
 
