@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from model.net import VIReIDNet
@@ -108,6 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="evaluate a random-init network of the checkpoint's config (seeded with run.seed): the baseline",
+    )
     return parser.parse_args(argv)
 
 
@@ -117,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         net, cfg = load_model(args.checkpoint)
+        if args.untrained:
+            torch.manual_seed(cfg.run.seed)
+            net = VIReIDNet(cfg.model)
         data = data_configs(cfg, args.data, args.trials, args.regdb_trial)
         results = evaluate_checkpoint(net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty())
     except (CheckpointError, DatasetLayoutError, ValueError) as exc:
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         "model_version": checkpoint_hash(args.checkpoint),
         "experiment": cfg.experiment,
+        "weights": "random init (--untrained)" if args.untrained else "checkpoint",
         "data": [{"name": d.name, "root": str(d.root), "trial": d.trial, "num_trials": d.num_trials} for d in data],
         "unit": "percent",
         "results": percent,

@@ -79,3 +79,23 @@ def test_cli_data_override_and_errors(checkpoint: tuple[Path, VIReIDNet, Path], 
     with caplog.at_level(logging.ERROR):
         assert main(["--checkpoint", str(path), "--data", "sysu_mm01"]) == 2
     assert "NAME=ROOT" in caplog.text
+
+
+def test_cli_untrained_scores_a_random_init_of_the_checkpoint_config(
+    checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path
+) -> None:
+    _, _, root = checkpoint
+    torch.manual_seed(7)  # the checkpoint's weights differ from the seed-0 random init
+    trained = VIReIDNet(NET).eval()
+    cfg = ExperimentConfig(experiment="ev", model=NET, data=DataConfig(name="sysu_mm01", root=root, num_trials=2))
+    path = save_checkpoint(tmp_path / "run", {"model": trained.state_dict()}, cfg, epoch=1, keep_epoch=False)
+    out = tmp_path / "untrained.json"
+    assert main(["--checkpoint", str(path), "--untrained", "--out", str(out), "--workers", "0", "--device", "cpu"]) == 0
+    report = json.loads(out.read_text())
+    assert report["weights"].startswith("random init")
+    torch.manual_seed(cfg.run.seed)
+    untrained = VIReIDNet(NET).eval()
+    expected = _by_hand(untrained, root, "all", trials=2)
+    assert expected != _by_hand(trained, root, "all", trials=2)
+    for key, value in expected.items():
+        assert report["results"]["sysu/all"]["no_flip"][key] == pytest.approx(value, abs=0.006), key
