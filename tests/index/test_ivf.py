@@ -109,3 +109,16 @@ def test_config_rejects_nprobe_above_nlist():
         IndexConfig(kind="ivf", nlist=8, nprobe=9)
     with pytest.raises(ValueError, match="extra"):
         IndexConfig(kinds="ivf")  # type: ignore[call-arg]
+
+
+def test_sq8_vectors_added_after_training_are_not_clamped():
+    # SQ8's per-dimension range is learnt from the items present when IVF is trained; later items outside it were
+    # clamped (self-score error > 0.1 here, ~0.35 with the concurrency test's 60 training items), so an item
+    # could lose top-1 against its own embedding. The widened range keeps later items close to their vectors.
+    config = IndexConfig(kind="ivf", nlist=8, nprobe=8, train_min=400, quantizer="sq8")
+    vectors = clustered(200, 6, 64, seed=0)
+    index = vi.new_ivf(config, 64, vectors[:400])
+    vi.add(index, np.arange(len(vectors)), vectors)
+    scores, ids = vi.search(index, vectors[400:], 1, config.nprobe)
+    assert ids[:, 0].tolist() == list(range(400, len(vectors)))
+    assert np.abs(scores[:, 0] - 1.0).max() < 0.06
