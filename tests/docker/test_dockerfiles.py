@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from service.cli import build_parser
 
+from service.cli import build_parser
 from service.settings import CPU_PROVIDER, CUDA_PROVIDER, Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, Dockerfile, Stage, parse_dockerfile
 
