@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh serve,train,dev
 .venv/bin/lint-imports
-.venv/bin/ruff check .
+.venv/bin/ruff check --no-cache .
 .venv/bin/mypy --strict common index service
 .venv/bin/mypy model training
 .venv/bin/python -m pytest "$@"
