@@ -15,6 +15,8 @@ import pytest
 from common.modality import Modality
 
 TINY_MODEL_VERSION = "0000tiny0000"
+# Seconds allowed to a test that may be the first to need `trained_run` (the training runs in its setup).
+TRAINING_TIMEOUT = 1500
 # The synthetic set used by end-to-end tests: the demo's (many ids, few images each, so that the metric
 # generalises to unseen ids); an epoch of configs/tiny.yaml is ~37 iterations, ~300 in all with these overrides.
 SYNTH = {"ids": 120, "train_ids": 80, "images_per_cam": 2, "height": 64, "width": 32, "seed": 0}

@@ -14,7 +14,7 @@ from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
 from model.config import NetConfig
 from model.net import VIReIDNet
-from tests.conftest import TINY_MODEL_VERSION, ExportedModels
+from tests.conftest import TINY_MODEL_VERSION, TRAINING_TIMEOUT, ExportedModels
 from training.export import DEFAULT_OPSET, EncoderGraph, ExportParityError, export_encoders, main, verify_parity
 
 
@@ -77,6 +77,7 @@ def test_failed_parity_leaves_no_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_export_checkpoint_is_versioned_by_the_checkpoint_hash(trained_exported: ExportedModels) -> None:
     from training.checkpoint import checkpoint_hash
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import TRAINING_TIMEOUT
 from tests.training.conftest import write_sysu_tree
 from training.checkpoint import PretrainedWeightsNotFoundError, load_checkpoint
 from training.config import load_config
@@ -120,6 +121,7 @@ def test_missing_pretrained_file_is_one_clear_error(setup: tuple[Path, Path]) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_tiny_config_learns_cross_modal_matching(trained_run: Path, synth_root: Path) -> None:
     """configs/tiny.yaml, shortened, on the synthetic set: cross-modal mAP on UNSEEN ids clearly above untrained."""
     from model.net import VIReIDNet
