@@ -85,18 +85,8 @@ class GalleryItemOut(BaseModel):
 
     @classmethod
     def of(cls, item: GalleryItem) -> GalleryItemOut:
-        """Convert a gallery item."""
-        return cls(
-            id=item.id,
-            modality=item.modality,
-            label=item.label,
-            camera=item.camera,
-            captured_at=item.captured_at,
-            source=item.source,
-            sha256=item.sha256,
-            extra=item.extra,
-            added_at=item.added_at,
-        )
+        """Convert a gallery item (field by field: the schema mirrors ``GalleryItem``)."""
+        return cls.model_validate(item, from_attributes=True)
 
 
 class AddResponse(BaseModel):
