@@ -56,7 +56,7 @@ class EncoderGraph(nn.Module):
 
 
 def code_version() -> str:
-    """Package version plus the git commit of the working tree (``+dirty`` when it has changes)."""
+    """Package version plus the git commit of the working tree (``.dirty`` appended when it has changes)."""
     try:
         pkg = version("vireid")
     except PackageNotFoundError:
