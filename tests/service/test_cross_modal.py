@@ -66,7 +66,8 @@ async def test_infrared_queries_find_their_identity(
     g = _torch_embed(trained_exported, g_paths, Modality.VISIBLE, size)
     scores = q @ g.T
     best = scores.argmax(axis=1)
-    margin = np.sort(scores, axis=1)[:, -1] - np.sort(scores, axis=1)[:, -2]
+    top2 = np.sort(scores, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
     clear = margin > 1e-4  # near-ties may flip between ONNX Runtime and PyTorch; every other query must agree
     assert clear.mean() > 0.9
     np.testing.assert_array_equal(np.asarray(served_top1)[clear], np.asarray(ids)[best][clear])
