@@ -3,11 +3,12 @@
 Visible test crops (one per identity and visible camera, trial 0 of the SYSU-MM01 protocol) go into the gallery
 through POST /gallery with their identity as label; every infrared test image is searched through POST /search.
 The service must return exactly the ranking that the PyTorch model gives for the same files (same top-1 for
-every query), and that ranking must find the right identity far more often than chance.
+every query without a near-tie), and must rank the right identity first for most queries.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ from training.data.sysu import process_gallery_sysu, process_query_sysu
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(TRAINING_TIMEOUT)]
 
-# The shortened tiny training of tests/conftest.py reaches ~0.2 rank-1 against ~0.03 chance here
-# (docs/results.md); the bound leaves room for machine-dependent float differences in training.
-MIN_RANK1_OVER_CHANCE = 4.0
+# configs/tiny.yaml reaches rank-1 ~0.65 here against 0.025 chance (docs/results.md); the bound is the issue's
+# "most queries", with room for machine-dependent float differences in training.
+MIN_RANK1 = 0.5
 
 
 def _torch_embed(models: ExportedModels, paths: list[str], modality: Modality, size: tuple[int, int]) -> np.ndarray:
@@ -72,5 +73,5 @@ async def test_infrared_queries_find_their_identity(
     assert clear.mean() > 0.9
     np.testing.assert_array_equal(np.asarray(served_top1)[clear], np.asarray(ids)[best][clear])
     rank1 = correct / len(q_paths)
-    chance = 1 / len(set(int(p) for p in g_pids))
-    assert rank1 > MIN_RANK1_OVER_CHANCE * chance, f"rank-1 {rank1:.3f} on {len(q_paths)} queries, chance {chance:.3f}"
+    logging.getLogger(__name__).info("served rank-1 %.3f on %d infrared queries", rank1, len(q_paths))
+    assert rank1 > MIN_RANK1, f"rank-1 {rank1:.3f} on {len(q_paths)} queries"
