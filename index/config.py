@@ -26,6 +26,9 @@ class IndexConfig(Frozen):
     ``reconstruct`` work. An IVF index needs training: a modality stays exact until it holds ``train_min`` items
     (default ``39 * nlist``, FAISS's minimum for k-means), then the IVF index is trained on its vectors and
     replaces the exact one. The defaults are the benchmarked approximate setting (docs/benchmarks-search.md).
+    With ``rerank > 1`` an IVF search takes ``top_k * rerank`` candidates from the index and orders them by their
+    exact scores against the stored float32 vectors, so the scores returned (and ``min_score``) are exact; the
+    candidate set itself stays approximate.
     """
 
     kind: Literal["exact", "ivf"] = "exact"
@@ -34,6 +37,11 @@ class IndexConfig(Frozen):
     quantizer: Literal["sq8", "pq", "flat"] = Field(default="sq8", description="IVF: code of the stored vectors")
     pq_m: int = Field(default=64, ge=1, description="IVF-PQ: sub-quantisers (8-bit each); must divide the dimension")
     train_min: int | None = Field(default=None, ge=1, description="IVF: items per modality before IVF is built")
+    rerank: int = Field(
+        default=4,
+        ge=1,
+        description="IVF: fetch top_k x rerank candidates and re-score them exactly from the stored vectors; 1 = off",
+    )
     filter_exact_limit: int = Field(
         default=2048, ge=0, description="label/camera filters matching at most this many items are scored exactly"
     )

@@ -321,7 +321,8 @@ class FaissGallery:
 
         Exactly the ``top_k`` best matching items when enough match (exact index), filtered by modality (one
         index each), label and camera (a FAISS id selector, or exact scoring of the stored vectors when at most
-        ``filter_exact_limit`` items match) and then ``min_score``.
+        ``filter_exact_limit`` items match) and then ``min_score``. An IVF index's candidates are re-scored
+        exactly from the stored vectors unless ``config.rerank`` is 1.
         """
         self._check_open()
         if top_k < 1:
@@ -340,6 +341,10 @@ class FaissGallery:
                 if among is not None and len(among) <= self.config.filter_exact_limit:
                     found, vectors = self._store.vectors(among)
                     results.append(vi.exact_top_k(queries, vectors, found, top_k))
+                elif vi.is_ivf(index) and self.config.rerank > 1 and (among is None or len(among)):
+                    _, candidates = vi.search(index, queries, top_k * self.config.rerank, self.config.nprobe, among)
+                    found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
+                    results.append(vi.rerank_exact(queries, candidates, found, vectors, top_k))
                 elif among is None or len(among):
                     results.append(vi.search(index, queries, top_k, self.config.nprobe, among))
             if not results:

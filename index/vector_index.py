@@ -133,6 +133,32 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: in
     return scores, out_ids
 
 
+def rerank_exact(
+    queries: np.ndarray, candidates: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score each row's ``candidates`` (ids, ``-1`` = none) exactly against ``vectors`` (rows of ``ids``).
+
+    Returns the top-``k`` (scores, ids) per query row, best first, padded with ``-inf``/``-1``; candidates absent
+    from ``ids`` (deleted meanwhile) are dropped.
+    """
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    for row, (query, cand) in enumerate(zip(queries, candidates, strict=True)):
+        cand = cand[cand >= 0]
+        pos = np.searchsorted(sorted_ids, cand)
+        known = (pos < len(sorted_ids)) & (sorted_ids[np.minimum(pos, len(sorted_ids) - 1)] == cand)
+        cand, rows = cand[known], order[pos[known]]
+        if len(cand) == 0:
+            continue
+        exact = vectors[rows] @ query
+        best = np.argsort(-exact, kind="stable")[:k]
+        scores[row, : len(best)] = exact[best]
+        out_ids[row, : len(best)] = cand[best]
+    return scores, out_ids
+
+
 def merge_top_k(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-index (scores, ids) results of the same queries into the overall top-``k``."""
     if len(results) == 1:

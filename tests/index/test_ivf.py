@@ -122,3 +122,33 @@ def test_sq8_vectors_added_after_training_are_not_clamped():
     scores, ids = vi.search(index, vectors[400:], 1, config.nprobe)
     assert ids[:, 0].tolist() == list(range(400, len(vectors)))
     assert np.abs(scores[:, 0] - 1.0).max() < 0.06
+
+
+def test_rerank_returns_exact_scores_of_the_stored_vectors(open_gallery: OpenGallery):
+    vectors = clustered(100, 6, DIM, seed=5)
+    queries = clustered(10, 1, DIM, seed=6)
+    gallery = open_gallery(IVF.model_copy(update={"rerank": 1}), dim=DIM)
+    exact = dict(zip(_fill(gallery, vectors), vectors, strict=True))
+    errors = {}
+    for rerank in (1, 4):  # a search-time setting: reopening with another value keeps the trained index
+        gallery = open_gallery(IVF.model_copy(update={"rerank": rerank}), dim=DIM) if rerank > 1 else gallery
+        assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+        rows = gallery.search(queries, 5)
+        assert all(len(row) == 5 for row in rows)
+        assert all([m.score for m in row] == sorted([m.score for m in row], reverse=True) for row in rows)
+        errors[rerank] = np.array([[m.score - float(exact[m.item.id] @ q) for m in row]
+                                   for row, q in zip(rows, queries, strict=True)])
+        gallery.close()
+    assert np.abs(errors[4]).max() < 1e-5  # re-ranked: the exact inner products
+    assert np.abs(errors[1]).max() > 1e-4  # without: SQ8's approximations
+
+
+def test_rerank_exact_drops_unknown_candidates_and_pads():
+    vectors = np.eye(4, dtype=np.float32)
+    ids = np.array([30, 10, 20], dtype=np.int64)
+    queries = np.array([[0.1, 0.9, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float32)
+    candidates = np.array([[10, 99, 30, -1], [99, -1, -1, -1]], dtype=np.int64)  # 99: deleted meanwhile
+    scores, out = vi.rerank_exact(queries, candidates, ids, vectors[:3], 3)
+    np.testing.assert_array_equal(out, [[10, 30, -1], [-1, -1, -1]])
+    np.testing.assert_allclose(scores[0, :2], [0.9, 0.1])
+    assert np.isneginf(scores[0, 2]) and np.isneginf(scores[1]).all()
