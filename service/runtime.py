@@ -76,7 +76,9 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         EncoderLoadError: encoders missing, unreadable or mismatched.
         IndexMismatchError: the gallery on disk belongs to another model version or dimension.
     """
-    encoders = await run_in_threadpool(load_encoders, settings.model_dir, settings.providers, settings.intra_op_threads)
+    encoders = await run_in_threadpool(
+        load_encoders, settings.model_dir, settings.providers, settings.intra_op_threads, settings.intra_op_spinning
+    )
     card = encoders[Modality.VISIBLE].card
     gallery = await run_in_threadpool(
         FaissGallery.open, settings.data_dir, card.embedding_dim, card.model_version, card.git_sha, settings.index

@@ -207,6 +207,15 @@ async def test_concurrent_embeds_are_micro_batched(tiny_models: TinyModels, tmp_
     assert 'vireid_encode_batch_size_count{modality="ir"} 7.0' in exposition
 
 
+@pytest.mark.parametrize("spinning", [False, True])
+async def test_encoder_sessions_take_the_thread_settings(settings: Settings, spinning: bool) -> None:
+    async with serve(with_settings(settings, intra_op_threads=1, intra_op_spinning=spinning)) as (app, _):
+        for encoder in app.state.runtime.encoders.values():
+            options = encoder.session.get_session_options()
+            assert options.intra_op_num_threads == 1
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+
+
 async def test_readyz_reports_providers_and_metrics_expose_stages(settings: Settings, tiny_models: TinyModels) -> None:
     async with serve(settings) as (_, client):
         await client.post("/gallery", params={"modality": "vis"}, files=files(image_bytes(1)))
