@@ -341,12 +341,8 @@ class FaissGallery:
                 if among is not None and len(among) <= self.config.filter_exact_limit:
                     found, vectors = self._store.vectors(among)
                     results.append(vi.exact_top_k(queries, vectors, found, top_k))
-                elif vi.is_ivf(index) and self.config.rerank > 1 and (among is None or len(among)):
-                    _, candidates = vi.search(index, queries, top_k * self.config.rerank, self.config.nprobe, among)
-                    found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
-                    results.append(vi.rerank_exact(queries, candidates, found, vectors, top_k))
                 elif among is None or len(among):
-                    results.append(vi.search(index, queries, top_k, self.config.nprobe, among))
+                    results.append(self._search_index(index, queries, top_k, among))
             if not results:
                 return [[] for _ in range(len(queries))]
             scores, ids = vi.merge_top_k(results, top_k)
@@ -360,6 +356,16 @@ class FaissGallery:
             ]
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
+
+    def _search_index(
+        self, index: vi.FaissIndex, queries: np.ndarray, top_k: int, among: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of one modality's index; an IVF index's ``top_k * rerank`` candidates re-scored exactly."""
+        if not vi.is_ivf(index) or self.config.rerank == 1:
+            return vi.search(index, queries, top_k, self.config.nprobe, among)
+        _, candidates = vi.search(index, queries, top_k * self.config.rerank, self.config.nprobe, among)
+        found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
+        return vi.rerank_exact(queries, candidates, found, vectors, top_k)
 
     def _maybe_checkpoint(self) -> None:
         if self._changes >= self.config.checkpoint_every:

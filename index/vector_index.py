@@ -143,19 +143,15 @@ def rerank_exact(
     """
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(ids) == 0:
+        return scores, out_ids
     order = np.argsort(ids)
     sorted_ids = ids[order]
     for row, (query, cand) in enumerate(zip(queries, candidates, strict=True)):
         cand = cand[cand >= 0]
-        pos = np.searchsorted(sorted_ids, cand)
-        known = (pos < len(sorted_ids)) & (sorted_ids[np.minimum(pos, len(sorted_ids) - 1)] == cand)
-        cand, rows = cand[known], order[pos[known]]
-        if len(cand) == 0:
-            continue
-        exact = vectors[rows] @ query
-        best = np.argsort(-exact, kind="stable")[:k]
-        scores[row, : len(best)] = exact[best]
-        out_ids[row, : len(best)] = cand[best]
+        pos = np.minimum(np.searchsorted(sorted_ids, cand), len(sorted_ids) - 1)
+        known = order[pos[sorted_ids[pos] == cand]]  # rows of ``vectors`` of the candidates still stored
+        scores[row], out_ids[row] = exact_top_k(query[None], vectors[known], ids[known], k)
     return scores, out_ids
 
 

@@ -152,3 +152,5 @@ def test_rerank_exact_drops_unknown_candidates_and_pads():
     np.testing.assert_array_equal(out, [[10, 30, -1], [-1, -1, -1]])
     np.testing.assert_allclose(scores[0, :2], [0.9, 0.1])
     assert np.isneginf(scores[0, 2]) and np.isneginf(scores[1]).all()
+    scores, out = vi.rerank_exact(queries, candidates, ids[:0], vectors[:0], 3)  # every candidate deleted
+    assert (out == -1).all() and np.isneginf(scores).all()
