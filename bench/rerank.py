@@ -23,13 +23,15 @@ from index.config import IndexConfig
 from index.gallery import FaissGallery
 
 
-def clustered(n: int, views: int, dim: int, seed: int, noise_seed: int, noise: float = 0.6) -> np.ndarray:
-    """``n`` unit rows: ``views`` noisy views of each of ``n // views`` identity centres drawn from ``seed``."""
-    centres = np.random.default_rng(seed).standard_normal((n // views, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noisy = np.random.default_rng(noise_seed).standard_normal((n, dim)).astype(np.float32)
-    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    x = np.repeat(centres, views, axis=0)[:n] + noise * noisy
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` random L2-normalised float32 rows."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def views(centres: np.ndarray, owners: np.ndarray, rng: np.random.Generator, noise: float = 0.6) -> np.ndarray:
+    """One noisy unit view of ``centres[owner]`` per entry of ``owners``."""
+    x = centres[owners] + noise * unit_rows(rng, len(owners), centres.shape[1])
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -46,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    vectors = clustered(args.size, args.views, args.dim, seed=0, noise_seed=1)
+    centres = unit_rows(np.random.default_rng(0), -(-args.size // args.views), args.dim)
+    owners = np.arange(args.size) // args.views  # row r of the gallery is a view of identity r // views
+    vectors = views(centres, owners, np.random.default_rng(1))
     picks = np.random.default_rng(2).choice(args.size, args.queries, replace=False)
-    queries = clustered(args.size, args.views, args.dim, seed=0, noise_seed=3)[picks]  # fresh views of gallery ids
+    queries = views(centres, owners[picks], np.random.default_rng(3))  # fresh views of gallery identities
     exact_ids = np.argsort(-(queries @ vectors.T), axis=1)[:, : args.top_k] + 1  # gallery ids start at 1
     base = IndexConfig(kind="ivf", nlist=args.nlist, nprobe=args.nprobe, train_min=args.size)
     with tempfile.TemporaryDirectory() as tmp:
