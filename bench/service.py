@@ -250,7 +250,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model_dir = args.model_dir or export_model(args, tmp / "models")
-        options = ort.SessionOptions()  # the service's session options (service/encoder.py), for a fair baseline
+        # The service's session options (service/encoder.py OnnxEncoder), for a fair baseline; rebuilt here because
+        # run as `python bench/service.py` this file shadows the `service` package.
+        options = ort.SessionOptions()
         spinning = os.environ.get("VIREID_INTRA_OP_SPINNING", "false").lower() in ("1", "true", "yes")
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         path = model_dir / encoder_filename(Modality.VISIBLE)
