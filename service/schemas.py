@@ -85,7 +85,7 @@ class GalleryItemOut(BaseModel):
 
     @classmethod
     def of(cls, item: GalleryItem) -> GalleryItemOut:
-        """Convert a gallery item (field by field: the schema mirrors ``GalleryItem``)."""
+        """Convert a gallery item by reading its attributes (the schema mirrors ``GalleryItem``)."""
         return cls.model_validate(item, from_attributes=True)
 
 

@@ -23,6 +23,7 @@ SYNTH = {"ids": 360, "train_ids": 320, "images_per_cam": 2, "height": 64, "width
 # configs/tiny.yaml as the README and the demo run it (~890 iterations), without the in-training evaluation.
 TRAIN_OVERRIDES = ["run.eval_every=0", "data.num_trials=2"]
 
+
 @dataclass(frozen=True)
 class ExportedModels:
     """A model directory with ``encoder_{vis,ir}.onnx`` and the torch graphs they were exported from."""

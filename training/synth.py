@@ -11,8 +11,8 @@ part of a material's infrared level that its colour does not predict), skin brig
 second colour is redrawn until it contrasts with the main one in both modalities. So matching across modalities is
 learnable (shape, pattern and the response carry over) but not trivial (the grey levels are not those of the
 colours). Each camera has its own tint or gain, background and person scale; each image jitters scale, position,
-mirroring, gain, clutter and noise. Images depend only on
-(seed, pid, camera, index): the same seed gives byte-identical files.
+mirroring, gain, clutter and noise. Images depend only on (seed, pid, camera, index): the same seed gives
+byte-identical files.
 
 The defaults (320 training identities, a +-0.03 infrared deviation, a +-10 % per-image gain) are what the tiny
 config learns to rank the right identity first for most infrared queries on unseen identities in a few CPU
