@@ -61,8 +61,10 @@ def main() -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
         session = ort.InferenceSession(str(paths[modality]), opts, providers=["CPUExecutionProvider"])
-    print(f"arch={args.arch} input={args.height}x{args.width} dim={net.embedding_dim} threads={args.threads} "
-          f"ort={ort.__version__} torch={torch.__version__} providers={session.get_providers()}")
+    print(
+        f"arch={args.arch} input={args.height}x{args.width} dim={net.embedding_dim} threads={args.threads} "
+        f"ort={ort.__version__} torch={torch.__version__} providers={session.get_providers()}"
+    )
     print(f"{'batch':>5} {'eager img/s':>12} {'ort img/s':>10} {'ort/eager':>9}")
     for batch in args.batches:
         images = np.random.default_rng(batch).random((batch, 3, args.height, args.width), dtype=np.float32)

@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         for start in range(0, args.size, 5000):
             gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[start : start + 5000]])
         gallery.close()
-        galleries = {r: FaissGallery.open(directory, args.dim, "bench", config=base.model_copy(update={"rerank": r}))
-                     for r in (1, args.rerank)}
+        galleries = {
+            r: FaissGallery.open(directory, args.dim, "bench", config=base.model_copy(update={"rerank": r}))
+            for r in (1, args.rerank)
+        }
         times: dict[int, list[float]] = {r: [] for r in galleries}
         for _ in range(args.rounds):
             for r, g in galleries.items():
@@ -70,16 +72,21 @@ def main(argv: list[str] | None = None) -> None:
                     t0 = time.perf_counter()
                     g.search(q[None], args.top_k)
                     times[r].append(time.perf_counter() - t0)
-        print(f"{args.size} x {args.dim}, IVF{args.nlist}-SQ8 nprobe {args.nprobe}, top-{args.top_k}, "
-              f"{args.queries} queries x {args.rounds} rounds, single-query gallery.search")
+        print(
+            f"{args.size} x {args.dim}, IVF{args.nlist}-SQ8 nprobe {args.nprobe}, top-{args.top_k}, "
+            f"{args.queries} queries x {args.rounds} rounds, single-query gallery.search"
+        )
         print("rerank | p50 ms | p99 ms | recall@k | max |score error|")
         p50 = {}
         for r, g in galleries.items():
             rows = g.search(queries, args.top_k)
             got = [[m.item.id for m in row] for row in rows]
             recall = np.mean([len(set(a) & set(b.tolist())) / args.top_k for a, b in zip(got, exact_ids, strict=True)])
-            error = max(abs(m.score - float(vectors[m.item.id - 1] @ q)) for row, q in zip(rows, queries, strict=True)
-                        for m in row)
+            error = max(
+                abs(m.score - float(vectors[m.item.id - 1] @ q))
+                for row, q in zip(rows, queries, strict=True)
+                for m in row
+            )
             t = np.array(times[r]) * 1e3
             p50[r] = float(np.percentile(t, 50))
             print(f"{r:6d} | {p50[r]:6.2f} | {np.percentile(t, 99):6.2f} | {recall:8.3f} | {error:.2e}")

@@ -118,9 +118,13 @@ def raw_batched(session: ort.InferenceSession, images: list[bytes], batch: int, 
 def request_bytes(port: int, image: bytes) -> bytes:
     """A complete HTTP/1.1 keep-alive request posting ``image`` to /embed?modality=vis."""
     body = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="crop.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="crop.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     head = (
         f"POST /embed?modality=vis HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -268,28 +272,40 @@ def main() -> None:
             expected = session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: preprocess(images[0], card)[None]})[0][0]
             got = first_embedding(port, reqs[True][0])
             max_diff = float(np.abs(got - expected).max())
-            print(f"model: {card.experiment} {model_dir.name} dim {card.embedding_dim} input "
-                  f"{card.input_height}x{card.input_width}; max |service - raw ORT| = {max_diff:.1e}")
-            print(f"{os.cpu_count()} CPUs, ORT {ort.__version__}, {args.requests} images per measurement, "
-                  f"median of {args.rounds} interleaved rounds, max_batch {args.max_batch}, "
-                  f"max_wait_ms {args.max_wait_ms}, ORT spinning (raw and service) "
-                  f"{os.environ.get('VIREID_INTRA_OP_SPINNING', 'false')}, load average {os.getloadavg()[0]:.1f}")
-            header = (f"{'conc':>4} | {'raw img/s':>9} | {'raw batched':>11} | {'svc batched':>11} | "
-                      f"{'svc unbatched':>13} | {'batched/raw':>11} | {'unbatched/raw':>13} | {'batched/raw-b':>13}")
+            print(
+                f"model: {card.experiment} {model_dir.name} dim {card.embedding_dim} input "
+                f"{card.input_height}x{card.input_width}; max |service - raw ORT| = {max_diff:.1e}"
+            )
+            print(
+                f"{os.cpu_count()} CPUs, ORT {ort.__version__}, {args.requests} images per measurement, "
+                f"median of {args.rounds} interleaved rounds, max_batch {args.max_batch}, "
+                f"max_wait_ms {args.max_wait_ms}, ORT spinning (raw and service) "
+                f"{os.environ.get('VIREID_INTRA_OP_SPINNING', 'false')}, load average {os.getloadavg()[0]:.1f}"
+            )
+            header = (
+                f"{'conc':>4} | {'raw img/s':>9} | {'raw batched':>11} | {'svc batched':>11} | "
+                f"{'svc unbatched':>13} | {'batched/raw':>11} | {'unbatched/raw':>13} | {'batched/raw-b':>13}"
+            )
             print(header)
             print("-" * len(header))
             for c in args.concurrency:
                 for b in servers:  # warm-up: thread pools, first batches
                     service_throughput(servers[b].port, reqs[b], c, min(args.requests, 4 * c))
-                r = measure(args.rounds, {
-                    "raw": lambda c=c: raw_per_request(session, images, c, args.requests),
-                    "raw_b": lambda c=c: raw_batched(session, images, c, args.requests),
-                    "svc_b": lambda c=c: service_throughput(servers[True].port, reqs[True], c, args.requests),
-                    "svc_u": lambda c=c: service_throughput(servers[False].port, reqs[False], c, args.requests),
-                })
-                print(f"{c:>4} | {r['raw']:>9.1f} | {r['raw_b']:>11.1f} | {r['svc_b']:>11.1f} | {r['svc_u']:>13.1f} | "
-                      f"{r['svc_b'] / r['raw']:>10.2f}x | {r['svc_u'] / r['raw']:>12.2f}x | "
-                      f"{r['svc_b'] / r['raw_b']:>12.2f}x", flush=True)
+                r = measure(
+                    args.rounds,
+                    {
+                        "raw": lambda c=c: raw_per_request(session, images, c, args.requests),
+                        "raw_b": lambda c=c: raw_batched(session, images, c, args.requests),
+                        "svc_b": lambda c=c: service_throughput(servers[True].port, reqs[True], c, args.requests),
+                        "svc_u": lambda c=c: service_throughput(servers[False].port, reqs[False], c, args.requests),
+                    },
+                )
+                print(
+                    f"{c:>4} | {r['raw']:>9.1f} | {r['raw_b']:>11.1f} | {r['svc_b']:>11.1f} | {r['svc_u']:>13.1f} | "
+                    f"{r['svc_b'] / r['raw']:>10.2f}x | {r['svc_u'] / r['raw']:>12.2f}x | "
+                    f"{r['svc_b'] / r['raw_b']:>12.2f}x",
+                    flush=True,
+                )
         finally:
             for server in servers.values():
                 server.stop()

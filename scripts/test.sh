@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv, check the import contracts and lint, then run the test suite.
+# Install everything the tests need into .venv, check the import contracts, lint and formatting, then run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh serve,train,dev
 .venv/bin/lint-imports
 .venv/bin/ruff check --no-cache .
+.venv/bin/ruff format --no-cache --check .
 .venv/bin/mypy --strict common index service
 .venv/bin/mypy model training
 .venv/bin/python -m pytest "$@"

@@ -43,12 +43,16 @@ def _modality(value: str) -> Modality:
 
 def _client_options(parser: argparse.ArgumentParser, api_key: bool = False) -> None:
     """``--url`` (and ``--api-key``) shared by the commands that talk to a running service."""
-    parser.add_argument("--url", default=os.environ.get("VIREID_URL", DEFAULT_URL),
-                        help="service base URL (env VIREID_URL; default %(default)s)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("VIREID_URL", DEFAULT_URL),
+        help="service base URL (env VIREID_URL; default %(default)s)",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default %(default)s)")
     if api_key:
-        parser.add_argument("--api-key", default=os.environ.get("VIREID_API_KEY"),
-                            help="sent as X-API-Key (env VIREID_API_KEY)")
+        parser.add_argument(
+            "--api-key", default=os.environ.get("VIREID_API_KEY"), help="sent as X-API-Key (env VIREID_API_KEY)"
+        )
 
 
 def _add_serve(sub: Any) -> None:
@@ -104,11 +108,22 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="training config (default: configs/tiny.yaml of this checkout)")
     p.add_argument("--host", default="127.0.0.1", help="address the demo service binds (default %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port of the demo service (default %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="training-config override, repeatable (e.g. --set schedule.epochs=3)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="training-config override, repeatable (e.g. --set schedule.epochs=3)",
+    )
     p.add_argument("--queries", type=int, default=10, help="infrared queries checked at the end (default %(default)s)")
-    p.add_argument("--exit-after-setup", "--no-serve", action="store_true", dest="exit_after_setup",
-                   help="stop the service and exit once everything is set up and checked")
+    p.add_argument(
+        "--exit-after-setup",
+        "--no-serve",
+        action="store_true",
+        dest="exit_after_setup",
+        help="stop the service and exit once everything is set up and checked",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -130,13 +145,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import CPU_PROVIDER, Settings
 
     overrides: dict[str, Any] = {
-        "host": args.host, "port": args.port, "model_dir": args.model_dir, "data_dir": args.data_dir,
-        "api_key": args.api_key, "providers": (CPU_PROVIDER,) if args.cpu else None,
+        "host": args.host,
+        "port": args.port,
+        "model_dir": args.model_dir,
+        "data_dir": args.data_dir,
+        "api_key": args.api_key,
+        "providers": (CPU_PROVIDER,) if args.cpu else None,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     logger.info("serving models from %s, gallery in %s", settings.model_dir, settings.data_dir)
-    uvicorn.run(lambda: create_app(settings), factory=True, host=settings.host, port=settings.port,
-                log_level=args.log_level)
+    uvicorn.run(
+        lambda: create_app(settings), factory=True, host=settings.host, port=settings.port, log_level=args.log_level
+    )
     return 0
 
 
@@ -152,9 +172,10 @@ def cmd_gallery_add(args: argparse.Namespace) -> int:
     if not paths:
         raise SystemExit(f"no images (.jpg, .png, ...) under {args.path}")
     items = folder_items(args.path, paths, label_from_dir=args.label_from_dir, label=args.label, camera=args.camera)
-    with make_client(args.url, args.api_key, args.timeout) as client, tqdm(
-        total=len(items), unit="img", desc=f"gallery {args.modality.value}"
-    ) as bar:
+    with (
+        make_client(args.url, args.api_key, args.timeout) as client,
+        tqdm(total=len(items), unit="img", desc=f"gallery {args.modality.value}") as bar,
+    ):
         report = upload(client, items, args.modality, batch_size=args.batch, progress=bar.update)
     print(f"added {len(report.ids)} {args.modality.value} images to {args.url}")  # noqa: T201
     for path, reason in report.failed:
@@ -230,8 +251,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the one-command demo (service/demo.py), print how to use it, serve until Ctrl-C."""
     from service.demo import DemoError, DemoOptions, prepare_demo
 
-    options = DemoOptions(workdir=args.workdir, config=args.config, host=args.host, port=args.port,
-                          queries=args.queries, serve=not args.exit_after_setup, overrides=tuple(args.overrides))
+    options = DemoOptions(
+        workdir=args.workdir,
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        queries=args.queries,
+        serve=not args.exit_after_setup,
+        overrides=tuple(args.overrides),
+    )
     try:
         setup = prepare_demo(options)
     except DemoError as exc:
@@ -253,8 +281,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vireid`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "healthcheck":
         return cmd_healthcheck(args)  # stdlib only: runs every few seconds in containers
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -275,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -63,7 +63,11 @@ def find_images(root: Path) -> list[Path]:
 
 
 def folder_items(
-    root: Path, paths: Sequence[Path], *, label_from_dir: bool = False, label: str | None = None,
+    root: Path,
+    paths: Sequence[Path],
+    *,
+    label_from_dir: bool = False,
+    label: str | None = None,
     camera: str | None = None,
 ) -> list[ImageItem]:
     """Items for ``paths`` under ``root``: label from the parent folder name (or fixed), source = relative path."""
@@ -179,4 +183,3 @@ def make_client(url: str, api_key: str | None = None, timeout: float = 60.0) -> 
     """An httpx client for the service at ``url``, sending the API key header when one is given."""
     headers = {API_KEY_HEADER: api_key} if api_key else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-

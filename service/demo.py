@@ -188,8 +188,19 @@ class Steps:
         if marker.is_file() and marker.read_text() != key:
             shutil.rmtree(run_dir, ignore_errors=True)  # trained with other settings: resuming would be refused
         marker.unlink(missing_ok=True)
-        _run("train", [self.options.python, "-m", "training.train", str(config), f"run.out_dir={self.runs}",
-                       f"data.root={self.data}", *self.options.overrides, "--resume"])
+        _run(
+            "train",
+            [
+                self.options.python,
+                "-m",
+                "training.train",
+                str(config),
+                f"run.out_dir={self.runs}",
+                f"data.root={self.data}",
+                *self.options.overrides,
+                "--resume",
+            ],
+        )
         if not checkpoint.is_file():
             raise DemoError(f"training finished but wrote no {checkpoint}")
         self._finish("train", key)
@@ -205,8 +216,10 @@ class Steps:
         key = _sha256(checkpoint)
         if self._done("export", key, *encoders):
             return key
-        _run("export", [self.options.python, "-m", "training.export", "--checkpoint", str(checkpoint),
-                        "--out", str(self.models)])
+        _run(
+            "export",
+            [self.options.python, "-m", "training.export", "--checkpoint", str(checkpoint), "--out", str(self.models)],
+        )
         shutil.rmtree(self.gallery, ignore_errors=True)
         self._marker("gallery").unlink(missing_ok=True)
         self._finish("export", key)
@@ -220,8 +233,20 @@ class Steps:
             marker.unlink(missing_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         log_file = self.logs / "service.log"
-        cmd = [self.options.python, "-m", "service.cli", "serve", "--host", self.options.host,
-               "--port", str(self.options.port), "--model-dir", str(self.models), "--data-dir", str(self.gallery)]
+        cmd = [
+            self.options.python,
+            "-m",
+            "service.cli",
+            "serve",
+            "--host",
+            self.options.host,
+            "--port",
+            str(self.options.port),
+            "--model-dir",
+            str(self.models),
+            "--data-dir",
+            str(self.gallery),
+        ]
         logger.info("service: %s (log: %s)", " ".join(cmd), log_file)
         with log_file.open("ab") as log:
             process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_subprocess_env())
@@ -237,8 +262,10 @@ class Steps:
         """Upload the visible test crops (label = identity folder, camera = camN) unless already done."""
         if self._done("gallery", key, self.gallery):
             return gallery_counts(client)
-        items = [ImageItem(path=p, label=p.parent.name, camera=p.parent.parent.name, source=str(p.relative_to(
-            self.data))) for p in identity_crops(self.data, VISIBLE_CAMS)]
+        items = [
+            ImageItem(path=p, label=p.parent.name, camera=p.parent.parent.name, source=str(p.relative_to(self.data)))
+            for p in identity_crops(self.data, VISIBLE_CAMS)
+        ]
         if not items:
             raise DemoError(f"no visible test crops found under {self.data}")
         logger.info("gallery: uploading %d visible test crops", len(items))
@@ -278,8 +305,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_file: Path, timeo
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_file.read_text(errors="replace").splitlines()[-15:]
-            raise DemoError(f"the service exited with {process.returncode} before it was ready (is port in use? "
-                            "try --port). Last lines of " + str(log_file) + ":\n" + "\n".join(tail))
+            raise DemoError(
+                f"the service exited with {process.returncode} before it was ready (is port in use? "
+                "try --port). Last lines of " + str(log_file) + ":\n" + "\n".join(tail)
+            )
         try:
             if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
                 return
@@ -298,8 +327,14 @@ def check_queries(client: httpx.Client, root: Path, count: int) -> list[QueryRes
     for pid, image in list(first_per_pid.items())[:count]:
         matches = search_image(client, image, Modality.INFRARED, top_k=5)["matches"]
         top = matches[0] if matches else None
-        results.append(QueryResult(image=image, pid=pid, top_label=top["metadata"]["label"] if top else None,
-                                   top_score=float(top["score"]) if top else None))
+        results.append(
+            QueryResult(
+                image=image,
+                pid=pid,
+                top_label=top["metadata"]["label"] if top else None,
+                top_score=float(top["score"]) if top else None,
+            )
+        )
     return results
 
 
@@ -321,5 +356,14 @@ def prepare_demo(options: DemoOptions) -> DemoSetup:
         process.terminate()
         process.wait(15)
         raise
-    return DemoSetup(url=url, workdir=steps.workdir, model_dir=steps.models, data_dir=steps.data, log_file=log_file,
-                     process=process, counts=counts, queries=queries, skipped=steps.skipped)
+    return DemoSetup(
+        url=url,
+        workdir=steps.workdir,
+        model_dir=steps.models,
+        data_dir=steps.data,
+        log_file=log_file,
+        process=process,
+        counts=counts,
+        queries=queries,
+        skipped=steps.skipped,
+    )

@@ -46,9 +46,7 @@ class OnnxEncoder:
     The input size and everything else about the model come from the ``ModelCard`` in the file's metadata.
     """
 
-    def __init__(
-        self, path: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False
-    ) -> None:
+    def __init__(self, path: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False) -> None:
         """Open ``path`` on the first usable provider of ``providers`` and read its ModelCard.
 
         Raises:

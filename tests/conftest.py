@@ -68,8 +68,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> P
 
     repo = Path(__file__).resolve().parent.parent
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(repo / "configs" / "tiny.yaml",
-                      [*TRAIN_OVERRIDES, f"data.root={synth_root}", f"run.out_dir={out}", "run.device=cpu"])
+    cfg = load_config(
+        repo / "configs" / "tiny.yaml",
+        [*TRAIN_OVERRIDES, f"data.root={synth_root}", f"run.out_dir={out}", "run.device=cpu"],
+    )
     seed_everything(cfg.run.seed)
     return fit(cfg, init_distributed("cpu"))
 

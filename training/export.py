@@ -113,8 +113,9 @@ def export_encoders(
         path = out_dir / encoder_filename(modality)
         _export_one(EncoderGraph(net, modality, flip).eval(), card, path, opset, atol)
         paths[modality] = path
-        logger.info("exported %s encoder to %s (dim %d, version %s)", modality.value, path, card.embedding_dim,
-                    model_version)
+        logger.info(
+            "exported %s encoder to %s (dim %d, version %s)", modality.value, path, card.embedding_dim, model_version
+        )
     return paths
 
 
@@ -179,14 +180,20 @@ def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1
     return worst
 
 
-def export_checkpoint(checkpoint: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4,
-                      flip: bool | None = None) -> dict[Modality, Path]:
+def export_checkpoint(
+    checkpoint: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4, flip: bool | None = None
+) -> dict[Modality, Path]:
     """Load a training checkpoint and export both encoders, versioned by the checkpoint's hash."""
     from training.checkpoint import checkpoint_hash, load_model
 
     net, cfg = load_model(checkpoint)
     return export_encoders(
-        net, out_dir, model_version=checkpoint_hash(checkpoint), experiment=cfg.experiment, opset=opset, atol=atol,
+        net,
+        out_dir,
+        model_version=checkpoint_hash(checkpoint),
+        experiment=cfg.experiment,
+        opset=opset,
+        atol=atol,
         flip=flip,
     )
 

@@ -111,8 +111,12 @@ def _identity(seed: int, pid: int) -> _Identity:
     redraw = np.random.default_rng([seed, 5, pid])
     for main, second in ((UPPER, UPPER2), (LOWER, LOWER2)):  # keep patterns visible in both modalities
         for _ in range(100):
-            ir_gap = abs(infrared_response(colours[main]) + deviation[main] - infrared_response(colours[second])
-                         - deviation[second])
+            ir_gap = abs(
+                infrared_response(colours[main])
+                + deviation[main]
+                - infrared_response(colours[second])
+                - deviation[second]
+            )
             if np.abs(colours[main] - colours[second]).sum() >= 0.6 and ir_gap >= 0.25:
                 break
             colours[second] = redraw.uniform(0.05, 0.95, 3)

@@ -70,7 +70,10 @@ def test_unknown_extra_is_an_error_naming_the_declared_ones(module: ModuleType) 
 def test_cli_on_the_real_pyproject() -> None:
     done = subprocess.run(
         [sys.executable, str(DOCKER_DIR / "requirements.py"), "--extra", "serve", "--cpu"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = done.stdout.splitlines()
     assert any(line.startswith("fastapi") for line in lines)

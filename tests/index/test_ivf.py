@@ -136,8 +136,9 @@ def test_rerank_returns_exact_scores_of_the_stored_vectors(open_gallery: OpenGal
         rows = gallery.search(queries, 5)
         assert all(len(row) == 5 for row in rows)
         assert all([m.score for m in row] == sorted([m.score for m in row], reverse=True) for row in rows)
-        errors[rerank] = np.array([[m.score - float(exact[m.item.id] @ q) for m in row]
-                                   for row, q in zip(rows, queries, strict=True)])
+        errors[rerank] = np.array(
+            [[m.score - float(exact[m.item.id] @ q) for m in row] for row, q in zip(rows, queries, strict=True)]
+        )
         gallery.close()
     assert np.abs(errors[4]).max() < 1e-5  # re-ranked: the exact inner products
     assert np.abs(errors[1]).max() > 1e-4  # without: SQ8's approximations

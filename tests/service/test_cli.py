@@ -51,9 +51,24 @@ def start_server(tiny_models: TinyModels, tmp_path: Path, *extra: str, env: dict
     """``python -m service.cli serve`` on a free port with the tiny models and a fresh gallery, once ready."""
     port = free_port()
     log_file = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir",
-           str(tiny_models.model_dir), "--data-dir", str(tmp_path / "gallery"), "--cpu", "--log-level", "warning",
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model-dir",
+        str(tiny_models.model_dir),
+        "--data-dir",
+        str(tmp_path / "gallery"),
+        "--cpu",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIREID_INTRA_OP_THREADS": "1", **(env or {})}
     with log_file.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
@@ -129,8 +144,20 @@ def test_gallery_add_uploads_a_tree_with_labels_from_folders(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     crops = write_crops(tmp_path / "crops")
-    argv = ["gallery", "add", str(tmp_path / "crops"), "--modality", "vis", "--label-from-dir", "--camera", "cam1",
-            "--batch", "2", "--url", server.url]
+    argv = [
+        "gallery",
+        "add",
+        str(tmp_path / "crops"),
+        "--modality",
+        "vis",
+        "--label-from-dir",
+        "--camera",
+        "cam1",
+        "--batch",
+        "2",
+        "--url",
+        server.url,
+    ]
     assert main(argv) == 0
     assert f"added {len(crops)} vis images" in capsys.readouterr().out
     items = {item["source"]: item for item in gallery_items(server.url)}
@@ -164,8 +191,10 @@ def test_search_prints_the_ranking_the_embeddings_give(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     crops = write_crops(tmp_path / "crops")
-    assert main(["gallery", "add", str(tmp_path / "crops"), "--modality", "vis", "--label-from-dir",
-                 "--url", server.url]) == 0
+    assert (
+        main(["gallery", "add", str(tmp_path / "crops"), "--modality", "vis", "--label-from-dir", "--url", server.url])
+        == 0
+    )
     query = tmp_path / "query.png"
     query.write_bytes(image_bytes(42))
     capsys.readouterr()
@@ -174,8 +203,10 @@ def test_search_prints_the_ranking_the_embeddings_give(
     result = json.loads(capsys.readouterr().out)
     by_source = {i["source"]: i["id"] for i in gallery_items(server.url)}
     sources = sorted(crops)
-    scores = embed(server.url, [crops[s] for s in sources], Modality.VISIBLE) @ embed(
-        server.url, [query.read_bytes()], Modality.INFRARED)[0]
+    scores = (
+        embed(server.url, [crops[s] for s in sources], Modality.VISIBLE)
+        @ embed(server.url, [query.read_bytes()], Modality.INFRARED)[0]
+    )
     expected = [by_source[sources[i]] for i in np.argsort(-scores)[:3]]
     assert [m["id"] for m in result["matches"]] == expected
     np.testing.assert_allclose([m["score"] for m in result["matches"]], np.sort(scores)[::-1][:3], atol=1e-4)

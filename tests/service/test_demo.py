@@ -29,8 +29,14 @@ def write_sysu_tree(root: Path) -> None:
     """A minimal SYSU-MM01 layout: test ids 3 and 1 (id 2 is training), cameras 1 and 3, one missing folder."""
     (root / "exp").mkdir(parents=True)
     (root / "exp" / "test_id.txt").write_text("3,1\n")
-    for cam, pid, name in [(1, 1, "0002.jpg"), (1, 1, "0001.jpg"), (1, 2, "0001.jpg"), (3, 1, "0001.jpg"),
-                           (3, 3, "0001.jpg"), (1, 3, "0001.jpg")]:
+    for cam, pid, name in [
+        (1, 1, "0002.jpg"),
+        (1, 1, "0001.jpg"),
+        (1, 2, "0001.jpg"),
+        (3, 1, "0001.jpg"),
+        (3, 3, "0001.jpg"),
+        (1, 3, "0001.jpg"),
+    ]:
         (root / f"cam{cam}" / f"{pid:04d}").mkdir(parents=True, exist_ok=True)
         (root / f"cam{cam}" / f"{pid:04d}" / name).write_bytes(b"x")
 
@@ -38,10 +44,13 @@ def write_sysu_tree(root: Path) -> None:
 def test_identity_crops_lists_test_ids_by_camera_group(tmp_path: Path) -> None:
     write_sysu_tree(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in identity_crops(tmp_path, VISIBLE_CAMS)] == [
-        "cam1/0001/0001.jpg", "cam1/0001/0002.jpg", "cam1/0003/0001.jpg"
+        "cam1/0001/0001.jpg",
+        "cam1/0001/0002.jpg",
+        "cam1/0003/0001.jpg",
     ]
     assert [p.relative_to(tmp_path).as_posix() for p in identity_crops(tmp_path, INFRARED_CAMS)] == [
-        "cam3/0001/0001.jpg", "cam3/0003/0001.jpg"
+        "cam3/0001/0001.jpg",
+        "cam3/0003/0001.jpg",
     ]
     with pytest.raises(DemoError, match="test_id.txt not found"):
         identity_crops(tmp_path / "cam1", VISIBLE_CAMS)
@@ -54,8 +63,17 @@ def test_missing_config_names_what_was_tried(tmp_path: Path) -> None:
 
 def run_demo(workdir: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """``vireid demo --exit-after-setup`` on a free port; its standard output."""
-    argv = ["demo", "--workdir", str(workdir), "--port", str(free_port()), "--queries", "4", "--exit-after-setup",
-            *FAST]
+    argv = [
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--port",
+        str(free_port()),
+        "--queries",
+        "4",
+        "--exit-after-setup",
+        *FAST,
+    ]
     assert main(argv) == 0, capsys.readouterr().err[-3000:]
     return capsys.readouterr().out
 

@@ -46,7 +46,11 @@ def test_service_never_imports_torch(tiny_models: TinyModels, tmp_path: Path) ->
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tiny_models.model_dir), str(tmp_path / "gallery")],
-        cwd=root, capture_output=True, text=True, timeout=300, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["statuses"] == [200, 201, 200, 204, 200, 200]

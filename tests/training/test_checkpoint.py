@@ -47,8 +47,13 @@ def _trained_state(tmp_path: Path) -> tuple[VIReIDNet, dict[str, object]]:
     (out.feats.pow(2).mean() + sum(s.mean() for s in out.logits)).backward()
     optimizer.step()
     scheduler.step()
-    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": {}, "sampler": {"seed": 0, "epoch": 1}}
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": {},
+        "sampler": {"seed": 0, "epoch": 1},
+    }
     return net, state
 
 

@@ -34,8 +34,14 @@ def test_defaults_are_the_drafts_recipe(tmp_path: Path) -> None:
 
 
 def test_overrides_are_parsed_as_yaml_scalars(tmp_path: Path) -> None:
-    overrides = ["optim.lr=0.05", "run.pretrained=null", "model.hagl=false", "schedule.milestones=[5, 9]",
-                 "data.root=/other", "run.eval_every=3"]
+    overrides = [
+        "optim.lr=0.05",
+        "run.pretrained=null",
+        "model.hagl=false",
+        "schedule.milestones=[5, 9]",
+        "data.root=/other",
+        "run.eval_every=3",
+    ]
     cfg = load_config(_write(tmp_path, BASE + "run: {pretrained: w.pth}\n"), overrides)
     assert cfg.optim.lr == 0.05
     assert cfg.run.pretrained is None
@@ -54,8 +60,9 @@ def test_overrides_are_parsed_as_yaml_scalars(tmp_path: Path) -> None:
         (BASE + "trainer: {x: 1}\n", [], "trainer", "schedule.epochs"),
     ],
 )
-def test_unknown_key_is_one_clear_error(tmp_path: Path, text: str, overrides: list[str], bad_key: str,
-                                         a_valid_key: str) -> None:
+def test_unknown_key_is_one_clear_error(
+    tmp_path: Path, text: str, overrides: list[str], bad_key: str, a_valid_key: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, text), overrides)
     message = str(info.value)

@@ -35,15 +35,28 @@ def test_single_process_without_torchrun_env(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.slow
 def test_torchrun_world_size_one_matches_single_process(tmp_path: Path) -> None:
     write_sysu_tree(tmp_path / "sysu")
-    raw = {**TINY, "data": {**TINY["data"], "root": str(tmp_path / "sysu")},
-           "run": {**TINY["run"], "out_dir": str(tmp_path)}, "schedule": {**TINY["schedule"], "epochs": 1}}
+    raw = {
+        **TINY,
+        "data": {**TINY["data"], "root": str(tmp_path / "sysu")},
+        "run": {**TINY["run"], "out_dir": str(tmp_path)},
+        "schedule": {**TINY["schedule"], "epochs": 1},
+    }
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-           "-m", "training.train", str(config), "experiment=ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=1",
+        "-m",
+        "training.train",
+        str(config),
+        "experiment=ddp",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "DDP rank 0/1 (local 0) on cpu with gloo" in done.stderr

@@ -66,8 +66,9 @@ def test_cli_writes_protocol_metrics_in_percent(checkpoint: tuple[Path, VIReIDNe
             assert got["no_flip"][key] == pytest.approx(value, abs=0.006), (mode, key)
 
 
-def test_cli_data_override_and_errors(checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_cli_data_override_and_errors(
+    checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path, _, _ = checkpoint
     with caplog.at_level(logging.ERROR):
         assert main(["--checkpoint", str(path), "--data", f"sysu_mm01={tmp_path / 'absent'}", "--workers", "0"]) == 2

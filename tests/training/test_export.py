@@ -54,8 +54,17 @@ def test_metadata_dynamic_batch_and_checker(tiny_exported: ExportedModels) -> No
         assert proto.graph.input[0].name == ONNX_INPUT_NAME and dims[0].dim_param and not dims[0].dim_value
         assert [d.dim_value for d in dims[1:]] == [3, 64, 32]
         card = ModelCard.from_metadata(_session(path).get_modelmeta().custom_metadata_map)
-        assert card == ModelCard(64, 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2 * 512, modality,
-                                 TINY_MODEL_VERSION, "tiny-test", "test")
+        assert card == ModelCard(
+            64,
+            32,
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+            2 * 512,
+            modality,
+            TINY_MODEL_VERSION,
+            "tiny-test",
+            "test",
+        )
 
 
 def test_parity_check_rejects_another_network(tiny_exported: ExportedModels) -> None:

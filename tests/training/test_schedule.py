@@ -11,8 +11,7 @@ from training.schedule import build_scheduler, lr_factor
 
 @pytest.mark.parametrize(
     ("epoch", "lr"),
-    [(0, 0.01), (1, 0.02), (4, 0.05), (9, 0.1), (10, 0.1), (19, 0.1), (20, 0.01), (59, 0.01), (60, 0.001),
-     (79, 0.001)],
+    [(0, 0.01), (1, 0.02), (4, 0.05), (9, 0.1), (10, 0.1), (19, 0.1), (20, 0.01), (59, 0.01), (60, 0.001), (79, 0.001)],
 )
 def test_lr_at_epoch_boundaries(epoch: int, lr: float) -> None:
     assert 0.1 * lr_factor(epoch, ScheduleConfig()) == pytest.approx(lr, rel=1e-9)

@@ -59,8 +59,9 @@ def test_resume_equals_an_uninterrupted_run(setup: tuple[Path, Path]) -> None:
     assert full["model"].keys() == split["model"].keys()
     for key, value in full["model"].items():
         assert torch.equal(value, split["model"][key]), key
-    for group_full, group_split in zip(full["optimizer"]["state"].values(), split["optimizer"]["state"].values(),
-                                       strict=True):
+    for group_full, group_split in zip(
+        full["optimizer"]["state"].values(), split["optimizer"]["state"].values(), strict=True
+    ):
         assert torch.equal(group_full["momentum_buffer"], group_split["momentum_buffer"])
     assert full["scheduler"]["last_epoch"] == split["scheduler"]["last_epoch"] == 2
     # the second epoch really trained: parameters moved from the first half's
