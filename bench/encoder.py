@@ -22,6 +22,7 @@ import torch
 
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
+from common.providers import CPU_PROVIDER
 from model.config import NetConfig
 from model.net import VIReIDNet
 from training.export import EncoderGraph, export_encoders
@@ -60,7 +61,7 @@ def main() -> None:
         paths = export_encoders(net, Path(tmp), model_version="bench", experiment="bench", git_sha="bench")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
-        session = ort.InferenceSession(str(paths[modality]), opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(paths[modality]), opts, providers=[CPU_PROVIDER])
     print(
         f"arch={args.arch} input={args.height}x{args.width} dim={net.embedding_dim} threads={args.threads} "
         f"ort={ort.__version__} torch={torch.__version__} providers={session.get_providers()}"

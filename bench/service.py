@@ -41,6 +41,7 @@ from PIL import Image
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
 from common.preprocess import decode_image, to_input
+from common.providers import CPU_PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
 BOUNDARY = "vireidbenchboundary"
@@ -192,7 +193,7 @@ class Server:
             **os.environ,
             "VIREID_MODEL_DIR": str(model_dir),
             "VIREID_DATA_DIR": str(data_dir),
-            "VIREID_PROVIDERS": '["CPUExecutionProvider"]',
+            "VIREID_PROVIDERS": json.dumps([CPU_PROVIDER]),
             "VIREID_BATCHING": "true" if batching else "false",
             "VIREID_MAX_BATCH": str(args.max_batch),
             "VIREID_MAX_WAIT_MS": str(args.max_wait_ms),
@@ -260,7 +261,7 @@ def main() -> None:
         spinning = os.environ.get("VIREID_INTRA_OP_SPINNING", "false").lower() in ("1", "true", "yes")
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         path = model_dir / encoder_filename(Modality.VISIBLE)
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[CPU_PROVIDER])
         card = read_card(session)
         images = make_images(64, card.input_height * 2, card.input_width * 2)
         servers = {True: Server(model_dir, tmp / "g1", True, args), False: Server(model_dir, tmp / "g2", False, args)}

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class Frozen(BaseModel):
-    """Immutable config model; unknown keys are an error, not a silent default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+from common.config import Frozen
 
 # Fields that change what is stored in the index file; a change to any of them rebuilds the index on open.
 BUILD_FIELDS: tuple[str, ...] = ("kind", "nlist", "quantizer", "pq_m", "train_min")

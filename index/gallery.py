@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fsio import remove_stale_temps
 from common.modality import Modality
 from index import vector_index as vi
 from index.base import GalleryItem, Match, NewItem, SearchFilter
 from index.config import IndexConfig
 from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError
-from index.fsio import remove_stale_temps
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
 from index.metadata import SQLITE_NAME, MetadataStore

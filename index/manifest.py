@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.fsio import atomic_write_bytes
 from index.errors import GalleryCorruptError, IndexMismatchError
-from index.fsio import atomic_write_bytes
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

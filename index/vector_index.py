@@ -13,8 +13,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from common.fsio import atomic_write
 from index.config import IndexConfig
-from index.fsio import atomic_write
 
 # faiss's bundled stubs lack the numpy overloads of the SWIG classes (remove_ids(array), SearchParameters(sel=...)),
 # so FAISS objects are typed as Any here and the behaviour is pinned by tests/index.

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from common.config import Frozen
 from common.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
-
-class Frozen(BaseModel):
-    """Immutable config model; unknown keys are an error, not a silent default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class NetConfig(Frozen):

@@ -142,7 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.settings import CPU_PROVIDER, Settings
+    from common.providers import CPU_PROVIDER
+    from service.settings import Settings
 
     overrides: dict[str, Any] = {
         "host": args.host,

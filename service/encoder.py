@@ -11,10 +11,9 @@ import onnxruntime as ort
 
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
+from common.providers import CUDA_PROVIDER
 
 logger = logging.getLogger(__name__)
-
-CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 class EncoderLoadError(RuntimeError):

@@ -7,10 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from index.config import IndexConfig
-
-CUDA_PROVIDER = "CUDAExecutionProvider"
-CPU_PROVIDER = "CPUExecutionProvider"
 
 
 class Settings(BaseSettings):

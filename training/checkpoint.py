@@ -8,12 +8,10 @@ and ``config`` (the resolved experiment config). Its ``model_version`` is ``chec
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.fsio import atomic_write, file_sha256
 from model.backbone import load_torchvision_resnet
 from model.net import VIReIDNet
 from training.config import ExperimentConfig, config_from_dict, config_to_dict
@@ -74,29 +73,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` (never a torn file)."""
+    """``torch.save`` through :func:`common.fsio.atomic_write` (never a torn file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a copy of ``src`` atomically (a hard link where the file system allows one)."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+
+    def link_or_copy(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)  # left by an interrupted copy
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+
+    atomic_write(dst, link_or_copy)
 
 
 def save_checkpoint(
@@ -186,11 +178,7 @@ def load_pretrained(net: VIReIDNet, path: str | Path) -> None:
 
 def checkpoint_hash(path: str | Path) -> str:
     """First 12 hex digits of the file's sha256: the ``model_version`` of artefacts built from it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
+    return file_sha256(Path(path))[:12]
 
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from model.config import Frozen, NetConfig
+from common.config import Frozen
+from model.config import NetConfig
 
 
 class ConfigError(ValueError):

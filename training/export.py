@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -22,8 +20,10 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from common.fsio import atomic_write
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
+from common.providers import CPU_PROVIDER
 from model.net import VIReIDNet
 
 logger = logging.getLogger(__name__)
@@ -120,12 +120,10 @@ def export_encoders(
 
 
 def _export_one(graph: EncoderGraph, card: ModelCard, path: Path, opset: int, atol: float) -> None:
-    """Export to a temp file, attach metadata, check, verify parity, then move into place."""
+    """Export to a temp file, attach metadata, check, verify parity, then move it into place atomically."""
     example = torch.rand(2, 3, card.input_height, card.input_width, generator=torch.Generator().manual_seed(0))
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:
         with torch.no_grad():
             torch.onnx.export(
                 graph,
@@ -147,9 +145,8 @@ def _export_one(graph: EncoderGraph, card: ModelCard, path: Path, opset: int, at
         onnx.save(proto, str(tmp))
         max_diff = verify_parity(graph, tmp, card, atol)
         logger.info("parity %s: max |onnx - torch| = %.2e", card.modality.value, max_diff)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1e-4) -> float:
@@ -160,7 +157,7 @@ def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1
     """
     import onnxruntime as ort  # local: only export needs it on the training side
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=[CPU_PROVIDER])
     worst = 0.0
     for batch in PARITY_BATCHES:
         gen = torch.Generator().manual_seed(batch)

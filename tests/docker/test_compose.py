@@ -17,8 +17,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from service.cli import build_parser
-from service.settings import CPU_PROVIDER, CUDA_PROVIDER, Settings
+from service.settings import Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, parse_dockerfile
 
 SERVE_SERVICES = {"gpu": "vireid", "cpu": "vireid-cpu"}

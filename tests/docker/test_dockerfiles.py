@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from service.cli import build_parser
-from service.settings import CPU_PROVIDER, CUDA_PROVIDER, Settings
+from service.settings import Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, Dockerfile, Stage, parse_dockerfile
 
 DOCKERFILES = ["Dockerfile.serve", "Dockerfile.train"]

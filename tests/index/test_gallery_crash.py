@@ -22,7 +22,8 @@ CHILD = r"""
 import os, sys
 import faiss, numpy as np
 from common.modality import Modality
-from index import fsio, gallery as gallery_module
+from common import fsio
+from index import gallery as gallery_module
 from index.base import NewItem
 from index.gallery import FaissGallery
 

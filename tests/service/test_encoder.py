@@ -12,8 +12,8 @@ import torch
 
 from common.modality import Modality
 from common.model_card import encoder_filename
+from common.providers import CUDA_PROVIDER
 from service.encoder import (
-    CUDA_PROVIDER,
     EncoderLoadError,
     EncoderMismatchError,
     OnnxEncoder,

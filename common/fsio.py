@@ -1,7 +1,9 @@
-"""Crash-safe file replacement: write a temp file, fsync it, ``os.replace`` it, fsync the directory."""
+"""File helpers every package shares: crash-safe replacement (temp file, fsync, ``os.replace``, fsync the
+directory) and the sha256 of a file's bytes. Standard library only."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +52,12 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
