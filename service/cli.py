@@ -141,8 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Build Settings from VIREID_* and the flags, then run uvicorn on the app factory."""
     import uvicorn
 
-    from service.app import create_app
     from common.providers import CPU_PROVIDER
+    from service.app import create_app
     from service.settings import Settings
 
     overrides: dict[str, Any] = {
