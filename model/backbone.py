@@ -84,7 +84,7 @@ class SharedStages(nn.Module):
 
 
 class TwoStreamResNet(nn.Module):
-    """Two-stream ResNet of METHOD.md §2.
+    """Two-stream ResNet of docs/method.md §2.
 
     ``specific[m]`` (one per :class:`Modality`) holds the stem plus the first ``specific_stages`` stages, each
     modality its own copy; ``shared`` holds the remaining stages and HAGL (after layer3, 1024 channels for

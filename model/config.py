@@ -11,7 +11,7 @@ from common.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 class NetConfig(Frozen):
-    """The two-stream VI-ReID network of METHOD.md §2; defaults are the draft's SYSU-MM01 model."""
+    """The two-stream VI-ReID network of docs/method.md §2; defaults are the draft's SYSU-MM01 model."""
 
     arch: Literal["resnet50", "resnet34", "resnet18"] = "resnet50"
     specific_stages: int = Field(default=0, ge=0, le=2, description="modality-specific ResNet stages after the stem")

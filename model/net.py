@@ -1,4 +1,4 @@
-"""The two-stream VI-ReID network of METHOD.md §2 and the one definition of the embedding."""
+"""The two-stream VI-ReID network of docs/method.md §2 and the one definition of the embedding."""
 
 from __future__ import annotations
 

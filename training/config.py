@@ -46,7 +46,7 @@ class SamplerConfig(Frozen):
 
 
 class AugmentConfig(Frozen):
-    """Training augmentation of METHOD.md §4 (resize is always on)."""
+    """Training augmentation of docs/method.md §4 (resize is always on)."""
 
     flip: bool = True
     pad_crop: bool = True
@@ -84,7 +84,7 @@ class ScheduleConfig(Frozen):
 
 
 class LossConfig(Frozen):
-    """Weights and parameters of the three losses of METHOD.md §3."""
+    """Weights and parameters of the three losses of docs/method.md §3."""
 
     id_weight: float = Field(default=1.0, ge=0)
     triplet_weight: float = Field(default=1.0, ge=0)

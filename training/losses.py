@@ -1,4 +1,4 @@
-"""The three training losses of METHOD.md §3: identity (ID), batch-hard triplet, distribution consistency (DCL).
+"""The three training losses of docs/method.md §3: identity (ID), batch-hard triplet, distribution consistency (DCL).
 
 The network's ``TrainOutput`` holds S streams of N rows each, in the order ``[V, V_aux, I, I_aux]`` (``[V, I]``
 without AMG); row i of every stream has identity ``pids[i]`` (the sampler's row alignment).
@@ -17,7 +17,7 @@ from training.config import LossConfig
 if TYPE_CHECKING:
     from model.net import TrainOutput
 
-# Stream pairs whose union the triplet loss mines over (METHOD.md §3).
+# Stream pairs whose union the triplet loss mines over (docs/method.md §3).
 TRIPLET_PAIRS_AMG: tuple[tuple[str, str], ...] = (("V", "I"), ("V", "I_aux"), ("V_aux", "I"), ("V_aux", "I_aux"))
 TRIPLET_PAIRS_PLAIN: tuple[tuple[str, str], ...] = (("V", "I"),)
 

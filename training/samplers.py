@@ -1,4 +1,4 @@
-"""Identity-balanced cross-modal batches (METHOD.md §4, after the AGW ``IdentitySampler``).
+"""Identity-balanced cross-modal batches (docs/method.md §4, after the AGW ``IdentitySampler``).
 
 A batch is P identities x K visible + K infrared images, *row-aligned*: row i of the visible half and row i of
 the infrared half share a pid (the DCL loss relies on it). The draws of epoch ``e`` come from a local generator

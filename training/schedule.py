@@ -1,4 +1,4 @@
-"""Learning-rate schedule of METHOD.md §4: per-epoch linear warm-up, then step decay at the milestones.
+"""Learning-rate schedule of docs/method.md §4: per-epoch linear warm-up, then step decay at the milestones.
 
 The factor is applied per epoch (as in the AGW code's ``adjust_learning_rate``): with the defaults (base LR 0.1,
 ``warmup_start`` 0.1, 10 warm-up epochs) epoch ``e < 10`` runs at ``0.1 * (e + 1) / 10`` (0.01, 0.02, ..., 0.1),

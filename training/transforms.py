@@ -22,7 +22,7 @@ from training.config import AugmentConfig
 
 
 def build_train_transform(net: NetConfig, aug: AugmentConfig) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> normalised ``(3, H, W)`` float tensor with the augmentations of METHOD.md §4."""
+    """PIL RGB image -> normalised ``(3, H, W)`` float tensor with the augmentations of docs/method.md §4."""
     size = (net.input_height, net.input_width)
     # Resize on the PIL image: the same bilinear resampling as ``common.preprocess.to_input`` at evaluation.
     steps: list[Callable[..., object]] = [v2.Resize(size, antialias=True), v2.ToImage()]

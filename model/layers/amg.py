@@ -1,4 +1,4 @@
-"""Auxiliary modality generator (AMG): per-modality 1x1 encoders and a shared 1x1 decoder (METHOD.md §2)."""
+"""Auxiliary modality generator (AMG): per-modality 1x1 encoders and a shared 1x1 decoder (docs/method.md §2)."""
 
 from __future__ import annotations
 

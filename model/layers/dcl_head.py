@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 
 class DCLHead(nn.Module):
-    """``L2norm -> Linear(C->D) -> BN -> ReLU -> Linear(D->D) -> BN -> L2norm`` (METHOD.md §3).
+    """``L2norm -> Linear(C->D) -> BN -> ReLU -> Linear(D->D) -> BN -> L2norm`` (docs/method.md §3).
 
     By default every parameter has ``requires_grad=False``: the linear weights are a fixed random projection drawn
     from a local generator seeded with ``seed`` (N(0, 1/fan_in)), the BN affine parameters stay at weight 1, bias 0.

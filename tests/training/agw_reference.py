@@ -7,7 +7,7 @@ Sources (MIT licence, Copyright (c) 2020 mangye16; the LLCM release builds on th
 - github.com/ZYK100/LLCM, ``AGW/eval_metrics.py`` (commit d62fc3a9d2c3cd4dc85934c17e9a5336af4b9a78): ``eval_llcm``;
   ``DEEN/data_manager.py`` (commit 35328778782fafd71250469f36a92f4af93734db): ``process_query_llcm``,
   ``process_gallery_llcm``, and ``process_gallery_sysu`` with its ``random.seed(trial)`` active (the stored copy of
-  the AGW file has that line commented out; the released AGW protocol and METHOD.md seed it).
+  the AGW file has that line commented out; the released AGW protocol and docs/method.md seed it).
 
 Each function performs the same numpy operations in the same order as the original (default ``np.argsort``,
 float32 CMC accumulation, ``max_rank`` cut to the gallery size, the distinct-identity list built from

@@ -103,7 +103,7 @@ def test_shape_mismatch_raises() -> None:
 
 
 def _brute_force(distmat, q_pids, g_pids, removed, distinct, max_rank):  # type: ignore[no-untyped-def]
-    """The definitions of METHOD.md §5, one query and one gallery entry at a time."""
+    """The definitions of docs/method.md §5, one query and one gallery entry at a time."""
     ranks, aps, inps = [], [], []
     for q in range(distmat.shape[0]):
         ranked = sorted(range(distmat.shape[1]), key=lambda j, q=q: (distmat[q, j], j))
