@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
-from service.cli import build_parser
+from service.healthcheck import build_parser
 from service.settings import Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, parse_dockerfile
 
@@ -106,13 +106,12 @@ def test_serving_builds_the_matching_dockerfile_target(compose: dict[str, Any], 
 
 
 @pytest.mark.parametrize("name", sorted(SERVE_SERVICES.values()))
-def test_healthcheck_runs_the_cli_against_healthz(compose: dict[str, Any], name: str) -> None:
+def test_healthcheck_runs_the_server_probe_against_healthz(compose: dict[str, Any], name: str) -> None:
     check = compose["services"][name]["healthcheck"]
     assert check["test"][0] == "CMD"
     argv = check["test"][1:]
-    assert argv[0] == "vireid"
-    args = build_parser().parse_args(argv[1:])
-    assert args.command == "healthcheck"
+    assert argv[:3] == ["python", "-m", "service.healthcheck"]
+    args = build_parser().parse_args(argv[3:])
     assert re.fullmatch(r"http://(127\.0\.0\.1|localhost):8000/healthz", args.url)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
-from service.cli import build_parser
+from service.healthcheck import build_parser as build_healthcheck_parser
 from service.settings import Settings
 from tests.docker.dockerfile import DOCKER_DIR, REPO, Dockerfile, Stage, parse_dockerfile
 
@@ -124,6 +124,9 @@ def test_serve_images_install_no_torch(serve_dockerfile: Dockerfile, target: str
     sources = {copy.args.split()[0] for copy in builder.all("COPY")}
     assert {"common", "index", "service"} <= sources
     assert not sources & {"model", "training", "."}, "the serving image must not carry the torch side"
+    assert "cli" not in sources, "the serving image ships the server only, not the command line or the demo"
+    install = next(r.args for r in builder.all("RUN") if "--no-deps ." in r.args)
+    assert "rm /opt/venv/bin/vireid" in install, "no console script pointing at a package the image lacks"
 
 
 def test_onnxruntime_variant_matches_the_target(serve_dockerfile: Dockerfile) -> None:
@@ -150,13 +153,14 @@ def test_serve_runtime_stage_runs_uvicorn_factory_as_non_root(serve_dockerfile: 
 
 
 @pytest.mark.parametrize("target", SERVE_TARGETS)
-def test_serve_healthcheck_is_a_valid_cli_call_on_healthz(serve_dockerfile: Dockerfile, target: str) -> None:
+def test_serve_healthcheck_is_a_valid_probe_call_on_healthz(serve_dockerfile: Dockerfile, target: str) -> None:
+    """The image has no `vireid` command (package cli is not in it): the server's own stdlib probe checks it."""
     check = serve_dockerfile.stage(target).last("HEALTHCHECK").args
     assert "--interval=" in check and "--timeout=" in check
     argv = healthcheck_argv(check)
-    assert argv[0] == "vireid" and argv[-1] == "http://127.0.0.1:8000/healthz"
-    args = build_parser().parse_args(argv[1:])
-    assert args.command == "healthcheck" and args.url.endswith("/healthz")
+    assert argv[:3] == ["python", "-m", "service.healthcheck"] and argv[-1] == "http://127.0.0.1:8000/healthz"
+    args = build_healthcheck_parser().parse_args(argv[3:])
+    assert args.url.endswith("/healthz")
 
 
 def healthcheck_argv(healthcheck: str) -> list[str]:

@@ -11,7 +11,6 @@ subprocesses (they need the ``train`` extra); this process never imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,16 +24,17 @@ from pathlib import Path
 import httpx
 import yaml
 
+from cli.client import ImageItem, find_images, gallery_counts, make_client, search_image, upload
+from common.fsio import file_sha256
 from common.modality import Modality
 from common.model_card import encoder_filename
-from service.client import ImageItem, find_images, gallery_counts, make_client, search_image, upload
+from training.data.base import DatasetLayoutError
+from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS, read_id_file
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = Path("configs") / "tiny.yaml"
-VISIBLE_CAMS = (1, 2, 4, 5)  # SYSU-MM01 layout, as written by training.synth
-INFRARED_CAMS = (3, 6)
 READY_TIMEOUT_S = 180.0
 
 
@@ -181,7 +181,7 @@ class Steps:
         experiment = str(yaml.safe_load(config.read_text())["experiment"])
         run_dir = self.runs / experiment
         checkpoint = run_dir / "checkpoint.pt"
-        key = json.dumps({"config": str(config), "sha256": _sha256(config), "overrides": self.options.overrides})
+        key = json.dumps({"config": str(config), "sha256": file_sha256(config), "overrides": self.options.overrides})
         if self._done("train", key, checkpoint):
             return checkpoint
         marker = self._marker("train")
@@ -213,7 +213,7 @@ class Steps:
             The checkpoint's sha256, which keys the export and the gallery fill.
         """
         encoders = [self.models / encoder_filename(m) for m in Modality]
-        key = _sha256(checkpoint)
+        key = file_sha256(checkpoint)
         if self._done("export", key, *encoders):
             return key
         _run(
@@ -236,7 +236,7 @@ class Steps:
         cmd = [
             self.options.python,
             "-m",
-            "service.cli",
+            "cli",
             "serve",
             "--host",
             self.options.host,
@@ -276,21 +276,15 @@ class Steps:
         return gallery_counts(client)
 
 
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def identity_crops(root: Path, cams: tuple[int, ...]) -> list[Path]:
     """Images of the test identities (``exp/test_id.txt``) from the given cameras, sorted by identity then camera."""
     id_file = root / "exp" / "test_id.txt"
     if not id_file.is_file():
         raise DemoError(f"{id_file} not found: {root} is not a SYSU-MM01-layout data set")
-    pids = sorted(int(t) for t in id_file.read_text().split(",") if t.strip())
+    try:
+        pids = sorted(read_id_file(id_file))
+    except DatasetLayoutError as exc:
+        raise DemoError(str(exc)) from exc
     return [p for pid in pids for cam in cams for p in find_images_or_none(root / f"cam{cam}" / f"{pid:04d}")]
 
 

@@ -1,7 +1,7 @@
 """``vireid``: serve, gallery add, search and healthcheck against a real ``vireid serve`` subprocess on 127.0.0.1.
 
 The server runs the tiny ONNX encoders of the service tests on a fresh gallery; the commands run in process
-through ``service.cli.main`` and are checked against what the service then holds (labels, cameras, sources,
+through ``cli.main.main`` and are checked against what the service then holds (labels, cameras, sources,
 sha256 of the exact bytes) and against rankings recomputed from ``/embed``.
 """
 
@@ -22,10 +22,10 @@ import httpx
 import numpy as np
 import pytest
 
+from cli.client import find_images, folder_items
+from cli.demo import wait_ready
+from cli.main import build_parser, format_matches, main
 from common.modality import Modality
-from service.cli import build_parser, format_matches, main
-from service.client import find_images, folder_items
-from service.demo import wait_ready
 from tests.service.conftest import TinyModels
 from tests.service.support import image_bytes
 
@@ -48,13 +48,13 @@ class Server:
 
 
 def start_server(tiny_models: TinyModels, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
-    """``python -m service.cli serve`` on a free port with the tiny models and a fresh gallery, once ready."""
+    """``python -m cli serve`` on a free port with the tiny models and a fresh gallery, once ready."""
     port = free_port()
     log_file = tmp_path / "serve.log"
     cmd = [
         sys.executable,
         "-m",
-        "service.cli",
+        "cli",
         "serve",
         "--host",
         "127.0.0.1",
@@ -121,11 +121,14 @@ def embed(url: str, images: list[bytes], modality: Modality) -> np.ndarray:
 
 
 def test_parser_accepts_modality_aliases_and_rejects_others() -> None:
+    """The CLI takes exactly what the API takes (``Modality.parse``): wire names and every alias."""
     parser = build_parser()
     assert parser.parse_args(["search", "x.jpg", "--modality", "infrared"]).modality is Modality.INFRARED
     assert parser.parse_args(["gallery", "add", "d", "--modality", "VIS"]).modality is Modality.VISIBLE
+    for alias, modality in [("thermal", Modality.INFRARED), ("nir", Modality.INFRARED), ("rgb", Modality.VISIBLE)]:
+        assert parser.parse_args(["search", "x.jpg", "--modality", alias]).modality is modality
     with pytest.raises(SystemExit):
-        parser.parse_args(["search", "x.jpg", "--modality", "thermal"])
+        parser.parse_args(["search", "x.jpg", "--modality", "uv"])
     with pytest.raises(SystemExit):
         parser.parse_args(["gallery", "add", "d", "--modality", "vis", "--label", "x", "--label-from-dir"])
 

@@ -16,8 +16,6 @@ import argparse
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from common.modality import Modality
 
 if TYPE_CHECKING:
-    from service.demo import DemoSetup
+    from cli.demo import DemoSetup
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +31,11 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _modality(value: str) -> Modality:
-    """argparse type: ``vis``/``ir`` (also ``visible``/``infrared``)."""
-    aliases = {"visible": Modality.VISIBLE, "infrared": Modality.INFRARED}
+    """argparse type: a modality as the API accepts it (``vis``/``ir`` and aliases such as ``visible``, ``nir``)."""
     try:
-        return aliases.get(value.lower()) or Modality(value.lower())
+        return Modality.parse(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"modality must be vis or ir (or visible/infrared), not {value!r}") from exc
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _client_options(parser: argparse.ArgumentParser, api_key: bool = False) -> None:
@@ -165,7 +162,7 @@ def cmd_gallery_add(args: argparse.Namespace) -> int:
     """Upload a folder of crops with a progress bar; exit 1 if the service refused any file."""
     from tqdm import tqdm
 
-    from service.client import find_images, folder_items, make_client, upload
+    from cli.client import find_images, folder_items, make_client, upload
 
     if args.batch < 1:
         raise SystemExit("--batch must be at least 1")
@@ -204,7 +201,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Search with one image and print the ranked matches."""
     import json
 
-    from service.client import make_client, search_image
+    from cli.client import make_client, search_image
 
     with make_client(args.url, timeout=args.timeout) as client:
         result = search_image(client, args.image, args.modality, top_k=args.top_k, target=args.target)
@@ -212,24 +209,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def probe(url: str, timeout: float = 5.0) -> int | None:
-    """HTTP status of ``GET url``; None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return None
-
-
 def cmd_healthcheck(args: argparse.Namespace) -> int:
-    """0 when the URL answers 200, 1 otherwise (stdlib only)."""
-    status = probe(args.url, timeout=args.timeout)
-    if status != 200:
-        print(f"unhealthy: GET {args.url} -> {status or 'no answer'}", file=sys.stderr)  # noqa: T201
-        return 1
-    return 0
+    """0 when the URL answers 200, 1 otherwise (stdlib only: ``service.healthcheck``)."""
+    from service.healthcheck import check
+
+    return check(args.url, timeout=args.timeout)
 
 
 def format_demo(setup: DemoSetup) -> str:
@@ -249,8 +233,8 @@ def format_demo(setup: DemoSetup) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the one-command demo (service/demo.py), print how to use it, serve until Ctrl-C."""
-    from service.demo import DemoError, DemoOptions, prepare_demo
+    """Run the one-command demo (cli/demo.py), print how to use it, serve until Ctrl-C."""
+    from cli.demo import DemoError, DemoOptions, prepare_demo
 
     options = DemoOptions(
         workdir=args.workdir,
@@ -290,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     import httpx
 
-    from service.client import ServiceError
+    from cli.client import ServiceError
 
     try:
         return int(args.func(args))

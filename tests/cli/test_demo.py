@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
-from service.demo import INFRARED_CAMS, VISIBLE_CAMS, DemoError, identity_crops, resolve_config
+from cli.demo import DemoError, identity_crops, resolve_config
+from cli.main import main
+from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 
 FAST = ["--set", "schedule.epochs=1", "--set", "run.max_iters=2", "--set", "run.eval_every=0"]
 
