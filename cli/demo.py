@@ -18,11 +18,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import yaml
+from tqdm import tqdm
 
 from cli.client import ImageItem, find_images, gallery_counts, make_client, search_image, upload
 from common.fsio import file_sha256
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = Path("configs") / "tiny.yaml"
 READY_TIMEOUT_S = 180.0
+STEPS = ("synth", "train", "export", "service", "gallery")  # in the order they run
 
 
 class DemoError(RuntimeError):
@@ -112,18 +115,29 @@ class DemoSetup:
 
 
 def _subprocess_env() -> dict[str, str]:
-    """The environment for the steps: this checkout first on PYTHONPATH (works without an install)."""
+    """The environment for the steps: this checkout first on PYTHONPATH (works without an install), unbuffered."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"  # each line reaches the terminal as it is written
     return env
 
 
-def _run(step: str, cmd: list[str]) -> None:
-    """Run one step's command with the terminal as its output; raise DemoError if it fails."""
-    logger.info("%s: %s", step, " ".join(cmd))
-    done = subprocess.run(cmd, env=_subprocess_env(), check=False)
-    if done.returncode != 0:
-        raise DemoError(f"step {step!r} failed (exit {done.returncode}): {' '.join(cmd)}")
+def run_step(cmd: list[str], log_file: Path, echo: Callable[[str], None]) -> None:
+    """Run one step's command: every output line to ``log_file`` and, indented, to ``echo``; DemoError on failure."""
+    logger.debug("%s (log: %s)", " ".join(cmd), log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_subprocess_env()
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            echo("    " + line.rstrip())
+        code = process.wait()
+    if code != 0:
+        raise DemoError(f"{' '.join(cmd)} failed (exit {code}); its output is in {log_file}")
 
 
 def resolve_config(config: Path | None) -> Path:
@@ -149,6 +163,10 @@ class Steps:
         self.logs = self.workdir / "logs"
         self.skipped: list[str] = []
 
+    def _announce(self, step: str, what: str) -> None:
+        """Print the step's header line, e.g. ``[2/5] train: configs/tiny.yaml -> runs/``."""
+        print(f"[{STEPS.index(step) + 1}/{len(STEPS)}] {step}: {what}", flush=True)  # noqa: T201
+
     def _marker(self, step: str) -> Path:
         return self.workdir / f".done-{step}"
 
@@ -156,7 +174,7 @@ class Steps:
         """Whether ``step`` finished before with the same inputs (``key``) and its outputs still exist."""
         marker = self._marker(step)
         if marker.is_file() and marker.read_text() == key and all(p.exists() for p in outputs):
-            logger.info("%s: already done in %s, skipped", step, self.workdir)
+            self._announce(step, f"done by an earlier run in {self.workdir}, reused")
             self.skipped.append(step)
             return True
         return False
@@ -164,12 +182,17 @@ class Steps:
     def _finish(self, step: str, key: str) -> None:
         self._marker(step).write_text(key)
 
+    def _run(self, step: str, cmd: list[str]) -> None:
+        """Run a step's command, its output indented on the terminal and in ``logs/<step>.log``."""
+        run_step(cmd, self.logs / f"{step}.log", echo=lambda line: print(line, flush=True))  # noqa: T201
+
     def synth(self) -> None:
         """Write the synthetic SYSU-MM01-layout data set."""
         if self._done("synth", "default", self.data):
             return
         shutil.rmtree(self.data, ignore_errors=True)  # an interrupted earlier attempt
-        _run("synth", [self.options.python, "-m", "training.synth", "--out", str(self.data)])
+        self._announce("synth", f"synthetic SYSU-MM01-layout data set -> {self.data}")
+        self._run("synth", [self.options.python, "-m", "training.synth", "--out", str(self.data)])
         self._finish("synth", "default")
 
     def train(self, config: Path) -> Path:
@@ -188,7 +211,8 @@ class Steps:
         if marker.is_file() and marker.read_text() != key:
             shutil.rmtree(run_dir, ignore_errors=True)  # trained with other settings: resuming would be refused
         marker.unlink(missing_ok=True)
-        _run(
+        self._announce("train", f"{config.name} on the synthetic set -> {run_dir}")
+        self._run(
             "train",
             [
                 self.options.python,
@@ -216,7 +240,8 @@ class Steps:
         key = file_sha256(checkpoint)
         if self._done("export", key, *encoders):
             return key
-        _run(
+        self._announce("export", f"ONNX encoders, parity-checked against PyTorch -> {self.models}")
+        self._run(
             "export",
             [self.options.python, "-m", "training.export", "--checkpoint", str(checkpoint), "--out", str(self.models)],
         )
@@ -247,7 +272,8 @@ class Steps:
             "--data-dir",
             str(self.gallery),
         ]
-        logger.info("service: %s (log: %s)", " ".join(cmd), log_file)
+        self._announce("service", f"starting on {url} (log: {log_file})")
+        logger.debug("%s", " ".join(cmd))
         with log_file.open("ab") as log:
             process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_subprocess_env())
         try:
@@ -268,8 +294,9 @@ class Steps:
         ]
         if not items:
             raise DemoError(f"no visible test crops found under {self.data}")
-        logger.info("gallery: uploading %d visible test crops", len(items))
-        report = upload(client, items, Modality.VISIBLE, batch_size=32)
+        self._announce("gallery", f"adding the {len(items)} visible test crops")
+        with tqdm(total=len(items), unit="img", desc="    gallery vis", leave=False) as bar:
+            report = upload(client, items, Modality.VISIBLE, batch_size=32, progress=bar.update)
         if report.failed:
             raise DemoError(f"the service refused {len(report.failed)} crops, e.g. {report.failed[0]}")
         self._finish("gallery", key)

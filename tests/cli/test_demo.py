@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo import DemoError, identity_crops, resolve_config
+from cli.demo import STEPS, DemoError, identity_crops, resolve_config
 from cli.main import main
 from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 
@@ -83,6 +83,11 @@ def run_demo(workdir: Path, capsys: pytest.CaptureFixture[str]) -> str:
 def test_demo_sets_everything_up_then_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workdir = tmp_path / "demo"
     out = run_demo(workdir, capsys)
+    headers = re.findall(r"^\[(\d)/(\d)\] (\w+): ", out, flags=re.MULTILINE)
+    assert headers == [(str(i), str(len(STEPS)), step) for i, step in enumerate(STEPS, start=1)], out
+    for step in ("synth", "train", "export"):
+        assert (workdir / "logs" / f"{step}.log").read_text().startswith("$ "), "each step's full output is kept"
+    assert not [line for line in out.splitlines() if "onnx_ir" in line or "onnxscript" in line], "exporter noise"
     visible = identity_crops(workdir / "data", VISIBLE_CAMS)
     assert len(visible) > 50
     assert f"gallery: {len(visible)} visible, 0 infrared crops" in out
@@ -101,5 +106,6 @@ def test_demo_sets_everything_up_then_reuses_it(tmp_path: Path, capsys: pytest.C
         assert path.parent.parent.name in {f"cam{c}" for c in INFRARED_CAMS}
 
     again = run_demo(workdir, capsys)
+    assert "done by an earlier run" in again and "[2/5] train: done by an earlier run" in again
     assert "reused steps: synth, train, export, gallery" in again
     assert f"gallery: {len(visible)} visible, 0 infrared crops" in again, "a rerun must not add the crops twice"
