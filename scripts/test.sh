@@ -6,6 +6,6 @@ scripts/setup.sh serve,train,dev
 .venv/bin/lint-imports
 .venv/bin/ruff check --no-cache .
 .venv/bin/ruff format --no-cache --check .
-.venv/bin/mypy --strict common index service
+.venv/bin/mypy --strict common index service cli
 .venv/bin/mypy model training
 .venv/bin/python -m pytest "$@"
