@@ -13,19 +13,20 @@ from pathlib import Path
 
 from common.modality import Modality
 from training.data.base import DatasetLayoutError, EvalSplit, VIReIDDataset
-from training.data.regdb import check_images, read_list
-from training.data.sysu import (
-    NUM_TRIALS,
+from training.data.layout import (
     Listing,
     Lists,
+    check_images,
     draw_gallery,
     list_identity_folders,
     lists_of,
     read_id_file,
+    read_list,
     relabel,
     require_dirs,
     to_samples,
 )
+from training.data.sysu import NUM_TRIALS
 
 logger = logging.getLogger(__name__)
 

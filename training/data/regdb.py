@@ -6,40 +6,14 @@ import logging
 from pathlib import Path
 
 from common.modality import Modality
-from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
-from training.data.sysu import relabel, require_dirs
+from training.data.base import EvalSplit, Sample, VIReIDDataset
+from training.data.layout import check_images, read_list, relabel, require_dirs
 
 logger = logging.getLogger(__name__)
 
 TRIALS = range(1, 11)
 CAMIDS: dict[Modality, int] = {Modality.VISIBLE: 1, Modality.INFRARED: 2}  # one camera per modality
 _FILE_MODALITY: dict[Modality, str] = {Modality.VISIBLE: "visible", Modality.INFRARED: "thermal"}
-
-
-def read_list(path: Path) -> list[tuple[str, int]]:
-    """``(relative path, label)`` per non-empty line ``relpath label`` of an index file."""
-    if not path.is_file():
-        raise DatasetLayoutError(f"index file not found: {path} (expected lines '<relative image path> <label>')")
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetLayoutError(f"{path}:{number}: expected '<relative image path> <label>', got {line!r}")
-        entries.append((parts[0], int(parts[1])))
-    if not entries:
-        raise DatasetLayoutError(f"index file {path} lists no images")
-    return entries
-
-
-def check_images(root: Path, entries: list[tuple[str, int]], index_file: Path) -> None:
-    """Raise :class:`DatasetLayoutError` if any listed image is missing under ``root``."""
-    missing = [rel for rel, _ in entries if not (root / rel).is_file()]
-    if missing:
-        raise DatasetLayoutError(
-            f"{len(missing)} images listed in {index_file} are missing under {root}, e.g. {root / missing[0]}"
-        )
 
 
 class RegDB(VIReIDDataset):

@@ -9,15 +9,22 @@ Camera and identity come from the folder names instead of fixed character positi
 from __future__ import annotations
 
 import logging
-import os
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from common.modality import Modality
-from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
+from training.data.base import DatasetLayoutError, EvalSplit, VIReIDDataset
+from training.data.layout import (
+    Listing,
+    Lists,
+    draw_gallery,
+    list_identity_folders,
+    lists_of,
+    read_id_file,
+    relabel,
+    require_dirs,
+    to_samples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,43 +32,6 @@ VISIBLE_CAMS: tuple[int, ...] = (1, 2, 4, 5)
 INFRARED_CAMS: tuple[int, ...] = (3, 6)
 GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
 NUM_TRIALS = 10
-
-# (directory as the reference spells it, camera number, pid, sorted file names) per existing <cam>/<pid> folder
-Listing = list[tuple[str, int, int, list[str]]]
-Lists = tuple[list[str], np.ndarray, np.ndarray]
-
-
-def read_id_file(path: Path) -> list[int]:
-    """Identities listed in the first line of ``path``, comma-separated (``exp/test_id.txt``)."""
-    if not path.is_file():
-        raise DatasetLayoutError(f"identity list not found: {path} (expected one line of comma-separated ids)")
-    lines = path.read_text().splitlines()
-    try:
-        return [int(token) for token in lines[0].split(",")]
-    except (IndexError, ValueError) as err:
-        raise DatasetLayoutError(
-            f"{path}: expected one line of comma-separated integer ids, got {lines[:1]!r}"
-        ) from err
-
-
-def list_identity_folders(data_path: str, cam_dirs: Sequence[tuple[str, int]], pids: Iterable[int]) -> Listing:
-    """Existing ``<data_path>/<cam_dir>/<pid:04d>`` folders, ids in sorted order, cameras in the given order."""
-    listing: Listing = []
-    for pid in sorted(pids):
-        for cam_dir, cam in cam_dirs:
-            img_dir = os.path.join(data_path, cam_dir, f"{pid:04d}")
-            if os.path.isdir(img_dir):
-                listing.append((img_dir, cam, pid, sorted(os.listdir(img_dir))))
-    return listing
-
-
-def require_dirs(root: Path, names: Iterable[str], what: str) -> None:
-    """Raise :class:`DatasetLayoutError` naming the first of ``root/<name>`` that is not a directory."""
-    if not root.is_dir():
-        raise DatasetLayoutError(f"{what} root not found: {root}")
-    for name in names:
-        if not (root / name).is_dir():
-            raise DatasetLayoutError(f"{what}: folder {root / name} not found; is {root} the data set root?")
 
 
 def _cam_dirs(cams: Sequence[int]) -> list[tuple[str, int]]:
@@ -80,17 +50,6 @@ def _test_listing(data_path: str | Path, cams: Sequence[int]) -> Listing:
     return list_identity_folders(str(data_path), _cam_dirs(cams), ids)
 
 
-def lists_of(entries: list[tuple[str, int, int]]) -> Lists:
-    paths = [path for path, _, _ in entries]
-    return paths, np.array([pid for _, _, pid in entries]), np.array([cam for _, cam, _ in entries])
-
-
-def draw_gallery(listing: Listing, trial: int) -> Lists:
-    """One random image per folder, drawn in folder order from ``random.Random(trial)``."""
-    rng = random.Random(trial)
-    return lists_of([(img_dir + "/" + rng.choice(names), cam, pid) for img_dir, cam, pid, names in listing if names])
-
-
 def process_query_sysu(data_path: str | Path, mode: str = "all") -> Lists:
     """All infrared images (cams 3, 6) of the test ids, for either mode: ``(paths, pids, camids)``."""
     _check_mode(mode)
@@ -102,36 +61,6 @@ def process_gallery_sysu(data_path: str | Path, mode: str = "all", trial: int = 
     """Single-shot visible gallery of one trial: per test id and camera (all: 1,2,4,5; indoor: 1,2) one image."""
     _check_mode(mode)
     return draw_gallery(_test_listing(data_path, GALLERY_CAMS[mode]), trial)
-
-
-def relabel(
-    visible: list[tuple[Path, int, int]], infrared: list[tuple[Path, int, int]], dataset: str
-) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
-    """Samples with pids relabelled 0..n-1 (sorted raw ids) over the ids seen in both modalities.
-
-    Args:
-        visible, infrared: ``(path, raw_pid, camid)`` per image.
-        dataset: name for the log message about ids dropped for lacking one modality.
-    """
-    vis_ids, ir_ids = {p for _, p, _ in visible}, {p for _, p, _ in infrared}
-    if vis_ids != ir_ids:
-        logger.warning(
-            "%s: %d training ids lack one modality and are left out: %s",
-            dataset,
-            len(vis_ids ^ ir_ids),
-            sorted(vis_ids ^ ir_ids)[:10],
-        )
-    label = {pid: i for i, pid in enumerate(sorted(vis_ids & ir_ids))}
-
-    def samples(items: list[tuple[Path, int, int]], modality: Modality) -> tuple[Sample, ...]:
-        return tuple(Sample(path, label[pid], cam, modality) for path, pid, cam in items if pid in label)
-
-    return samples(visible, Modality.VISIBLE), samples(infrared, Modality.INFRARED)
-
-
-def to_samples(lists: Lists, modality: Modality) -> tuple[Sample, ...]:
-    paths, pids, cams = lists
-    return tuple(Sample(Path(p), int(pid), int(cam), modality) for p, pid, cam in zip(paths, pids, cams, strict=True))
 
 
 class SYSUMM01(VIReIDDataset):
