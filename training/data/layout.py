@@ -2,6 +2,8 @@
 
 SYSU-MM01 and LLCM keep test images in ``<root>/<camera folder>/<pid:04d>/`` and list their test identities in one
 line of comma-separated ids; RegDB and LLCM list training images in index files of ``<relative path> <label>`` lines.
+Every image is a :class:`~training.data.base.Sample`; :func:`protocol_lists` gives the public protocol code's
+``(paths, pids, camids)`` columns of a sequence of samples.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +22,8 @@ from training.data.base import DatasetLayoutError, Sample
 
 logger = logging.getLogger(__name__)
 
-# (directory as the reference spells it, camera number, pid, sorted file names) per existing <cam>/<pid> folder
-Listing = list[tuple[str, int, int, list[str]]]
-Lists = tuple[list[str], np.ndarray, np.ndarray]
+ProtocolLists = tuple[list[str], np.ndarray, np.ndarray]
+"""``(paths, pids, camids)``: what the public protocol code's ``process_*`` functions return."""
 
 
 def read_id_file(path: Path) -> list[int]:
@@ -37,15 +39,14 @@ def read_id_file(path: Path) -> list[int]:
         ) from err
 
 
-def list_identity_folders(data_path: str, cam_dirs: Sequence[tuple[str, int]], pids: Iterable[int]) -> Listing:
-    """Existing ``<data_path>/<cam_dir>/<pid:04d>`` folders, ids in sorted order, cameras in the given order."""
-    listing: Listing = []
-    for pid in sorted(pids):
-        for cam_dir, cam in cam_dirs:
-            img_dir = os.path.join(data_path, cam_dir, f"{pid:04d}")
-            if os.path.isdir(img_dir):
-                listing.append((img_dir, cam, pid, sorted(os.listdir(img_dir))))
-    return listing
+def write_id_file(path: Path, ids: Iterable[int]) -> None:
+    """Write ``ids`` as the one line of comma-separated ids that :func:`read_id_file` reads."""
+    path.write_text(",".join(str(i) for i in ids) + "\n")
+
+
+def identity_dir_name(pid: int) -> str:
+    """Name of an identity's image folder: the pid in four digits (``0042``)."""
+    return f"{pid:04d}"
 
 
 def require_dirs(root: Path, names: Iterable[str], what: str) -> None:
@@ -57,48 +58,40 @@ def require_dirs(root: Path, names: Iterable[str], what: str) -> None:
             raise DatasetLayoutError(f"{what}: folder {root / name} not found; is {root} the data set root?")
 
 
-def lists_of(entries: list[tuple[str, int, int]]) -> Lists:
-    paths = [path for path, _, _ in entries]
-    return paths, np.array([pid for _, _, pid in entries]), np.array([cam for _, cam, _ in entries])
+def identity_folders(
+    root: str | Path, cam_dirs: Sequence[tuple[str, int]], pids: Iterable[int], modality: Modality
+) -> list[tuple[Sample, ...]]:
+    """The images of each existing ``<root>/<cam_dir>/<pid:04d>`` folder, file names sorted.
 
-
-def draw_gallery(listing: Listing, trial: int) -> Lists:
-    """One random image per folder, drawn in folder order from ``random.Random(trial)``."""
-    rng = random.Random(trial)
-    return lists_of([(img_dir + "/" + rng.choice(names), cam, pid) for img_dir, cam, pid, names in listing if names])
-
-
-def relabel(
-    visible: list[tuple[Path, int, int]], infrared: list[tuple[Path, int, int]], dataset: str
-) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
-    """Samples with pids relabelled 0..n-1 (sorted raw ids) over the ids seen in both modalities.
+    Folders come ids in sorted order, then cameras in the given order (the public protocol code's order).
 
     Args:
-        visible, infrared: ``(path, raw_pid, camid)`` per image.
-        dataset: name for the log message about ids dropped for lacking one modality.
+        cam_dirs: ``(folder name under root, camera number)`` per camera, e.g. ``("cam3", 3)``.
     """
-    vis_ids, ir_ids = {p for _, p, _ in visible}, {p for _, p, _ in infrared}
-    if vis_ids != ir_ids:
-        logger.warning(
-            "%s: %d training ids lack one modality and are left out: %s",
-            dataset,
-            len(vis_ids ^ ir_ids),
-            sorted(vis_ids ^ ir_ids)[:10],
-        )
-    label = {pid: i for i, pid in enumerate(sorted(vis_ids & ir_ids))}
-
-    def samples(items: list[tuple[Path, int, int]], modality: Modality) -> tuple[Sample, ...]:
-        return tuple(Sample(path, label[pid], cam, modality) for path, pid, cam in items if pid in label)
-
-    return samples(visible, Modality.VISIBLE), samples(infrared, Modality.INFRARED)
+    folders: list[tuple[Sample, ...]] = []
+    for pid in sorted(pids):
+        for cam_dir, cam in cam_dirs:
+            folder = Path(root) / cam_dir / identity_dir_name(pid)
+            if folder.is_dir():
+                folders.append(tuple(Sample(folder / name, pid, cam, modality) for name in sorted(os.listdir(folder))))
+    return folders
 
 
-def to_samples(lists: Lists, modality: Modality) -> tuple[Sample, ...]:
-    paths, pids, cams = lists
-    return tuple(Sample(Path(p), int(pid), int(cam), modality) for p, pid, cam in zip(paths, pids, cams, strict=True))
+def every_image(folders: Iterable[tuple[Sample, ...]]) -> tuple[Sample, ...]:
+    """All images of the folders, folder after folder."""
+    return tuple(sample for folder in folders for sample in folder)
 
 
-def read_list(path: Path) -> list[tuple[str, int]]:
+def draw_single_shot(folders: Iterable[tuple[Sample, ...]], trial: int) -> tuple[Sample, ...]:
+    """One random image per non-empty folder, drawn in folder order from ``random.Random(trial)``.
+
+    The same draws as the public code's ``random.seed(trial)`` then one ``random.choice`` per folder.
+    """
+    rng = random.Random(trial)
+    return tuple(rng.choice(folder) for folder in folders if folder)
+
+
+def read_index_file(path: Path) -> list[tuple[str, int]]:
     """``(relative path, label)`` per non-empty line ``relpath label`` of an index file."""
     if not path.is_file():
         raise DatasetLayoutError(f"index file not found: {path} (expected lines '<relative image path> <label>')")
@@ -115,10 +108,49 @@ def read_list(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-def check_images(root: Path, entries: list[tuple[str, int]], index_file: Path) -> None:
-    """Raise :class:`DatasetLayoutError` if any listed image is missing under ``root``."""
+def listed_samples(
+    root: Path, index_file: Path, modality: Modality, camera_of: Callable[[str], int]
+) -> tuple[Sample, ...]:
+    """The images an index file lists under ``root``, labels as written, ``camera_of(relative path)`` as camid.
+
+    Raises:
+        DatasetLayoutError: the index file is missing or malformed, or a listed image is missing.
+    """
+    entries = read_index_file(index_file)
     missing = [rel for rel, _ in entries if not (root / rel).is_file()]
     if missing:
         raise DatasetLayoutError(
             f"{len(missing)} images listed in {index_file} are missing under {root}, e.g. {root / missing[0]}"
         )
+    return tuple(Sample(root / rel, label, camera_of(rel), modality) for rel, label in entries)
+
+
+def relabel(
+    visible: Sequence[Sample], infrared: Sequence[Sample], dataset: str
+) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    """Samples with pids relabelled 0..n-1 (sorted raw ids) over the ids seen in both modalities.
+
+    Args:
+        visible, infrared: training samples with their raw pids.
+        dataset: name for the log message about ids dropped for lacking one modality.
+    """
+    vis_ids, ir_ids = {s.pid for s in visible}, {s.pid for s in infrared}
+    if vis_ids != ir_ids:
+        logger.warning(
+            "%s: %d training ids lack one modality and are left out: %s",
+            dataset,
+            len(vis_ids ^ ir_ids),
+            sorted(vis_ids ^ ir_ids)[:10],
+        )
+    label = {pid: i for i, pid in enumerate(sorted(vis_ids & ir_ids))}
+
+    def relabelled(samples: Sequence[Sample]) -> tuple[Sample, ...]:
+        return tuple(replace(s, pid=label[s.pid]) for s in samples if s.pid in label)
+
+    return relabelled(visible), relabelled(infrared)
+
+
+def protocol_lists(samples: Sequence[Sample]) -> ProtocolLists:
+    """The ``(paths, pids, camids)`` columns of ``samples``, as the public protocol code returns them."""
+    paths = [str(s.path) for s in samples]
+    return paths, np.array([s.pid for s in samples]), np.array([s.camid for s in samples])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.modality import Modality
 from training.data.base import EvalSplit, Sample, VIReIDDataset
-from training.data.layout import check_images, read_list, relabel, require_dirs
+from training.data.layout import listed_samples, relabel, require_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -39,25 +39,16 @@ class RegDB(VIReIDDataset):
         require_dirs(self.root, ["idx"], "RegDB")
         train = {m: self._read("train", m) for m in Modality}
         self._test = {m: self._read("test", m) for m in Modality}
-        self.train_visible, self.train_infrared = relabel(
-            self._items(train[Modality.VISIBLE], Modality.VISIBLE),
-            self._items(train[Modality.INFRARED], Modality.INFRARED),
-            self.name,
-        )
+        self.train_visible, self.train_infrared = relabel(train[Modality.VISIBLE], train[Modality.INFRARED], self.name)
         logger.info("RegDB trial %d: %d training ids", trial, self.num_train_pids)
 
-    def _read(self, subset: str, modality: Modality) -> list[tuple[str, int]]:
+    def _read(self, subset: str, modality: Modality) -> tuple[Sample, ...]:
         index_file = self.root / "idx" / f"{subset}_{_FILE_MODALITY[modality]}_{self.trial}.txt"
-        entries = read_list(index_file)
-        check_images(self.root, entries, index_file)
-        return entries
-
-    def _items(self, entries: list[tuple[str, int]], modality: Modality) -> list[tuple[Path, int, int]]:
-        return [(self.root / rel, label, CAMIDS[modality]) for rel, label in entries]
+        return listed_samples(self.root, index_file, modality, lambda _: CAMIDS[modality])
 
     def test_samples(self, modality: Modality) -> tuple[Sample, ...]:
         """Test images of one modality in list order, with their original labels."""
-        return tuple(Sample(p, pid, cam, modality) for p, pid, cam in self._items(self._test[modality], modality))
+        return self._test[modality]
 
     def eval_splits(self) -> list[EvalSplit]:
         """``regdb/vis2ir/trial{t}`` (visible queries, thermal gallery) and ``regdb/ir2vis/trial{t}``."""
