@@ -22,9 +22,9 @@ from model.net import VIReIDNet
 from training.checkpoint import CheckpointError, checkpoint_hash, load_model
 from training.config import DataConfig, ExperimentConfig
 from training.data.base import DatasetLayoutError
+from training.data.datasets import build_dataset
 from training.distributed import resolve_device
 from training.engine import evaluate
-from training.train import build_dataset
 
 logger = logging.getLogger(__name__)
 

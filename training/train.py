@@ -32,11 +32,9 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.config import ConfigError, DataConfig, ExperimentConfig, config_to_dict, load_config, save_config
+from training.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from training.data.base import DatasetLayoutError, VIReIDDataset
-from training.data.llcm import LLCM
-from training.data.regdb import RegDB
-from training.data.sysu import SYSUMM01
+from training.data.datasets import build_dataset
 from training.distributed import DistInfo, barrier, cleanup, init_distributed, mean_over_ranks
 from training.engine import build_optimizer, evaluate, format_metrics, tensorboard_scalars, train_one_epoch
 from training.features import Progress
@@ -75,15 +73,6 @@ USER_ERRORS = (
     RunExistsError,
     ResumeMismatchError,
 )
-
-
-def build_dataset(cfg: DataConfig) -> VIReIDDataset:
-    """The data set named by ``data.name`` (``DatasetLayoutError`` names a missing folder or file)."""
-    if cfg.name == "sysu_mm01":
-        return SYSUMM01(cfg.root, num_trials=cfg.num_trials)
-    if cfg.name == "regdb":
-        return RegDB(cfg.root, trial=cfg.trial)
-    return LLCM(cfg.root, num_trials=cfg.num_trials)
 
 
 def seed_everything(seed: int) -> None:

@@ -107,7 +107,7 @@ def test_protocol_lists_are_the_columns() -> None:
 def test_data_modules_import_no_torch() -> None:
     """A torch-free client imports the readers and the layout module: none of them may pull torch in."""
     modules = ["training", "training.data", "training.data.layout", "training.data.sysu"]
-    modules += ["training.data.regdb", "training.data.llcm", "training.data.base"]
+    modules += ["training.data.regdb", "training.data.llcm", "training.data.base", "training.data.datasets"]
     script = f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
     script += "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'})))"
     root = Path(__file__).resolve().parents[2]

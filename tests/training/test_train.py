@@ -127,8 +127,8 @@ def test_tiny_config_learns_cross_modal_matching(trained_run: Path, synth_root: 
     """configs/tiny.yaml, shortened, on the synthetic set: cross-modal mAP on UNSEEN ids clearly above untrained."""
     from model.net import VIReIDNet
     from training.checkpoint import load_model
+    from training.data.datasets import build_dataset
     from training.engine import evaluate
-    from training.train import build_dataset
 
     trained, cfg = load_model(trained_run)
     assert cfg.data.root == synth_root
