@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -73,11 +72,6 @@ def train_one_epoch(
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
-def split_group(name: str) -> str:
-    """Evaluation setting of a split name without its trial: ``sysu/all/trial3`` -> ``sysu/all``."""
-    return re.sub(r"/trial\d+$", "", name)
-
-
 def metrics_dict(cmc: np.ndarray, mAP: float, mINP: float) -> dict[str, float]:
     """``{"R1", "R5", "R10", "R20", "mAP", "mINP"}`` as fractions (ranks beyond the CMC length are skipped)."""
     out = {f"R{r}": float(cmc[r - 1]) for r in RANKS if r <= len(cmc)}
@@ -123,7 +117,7 @@ def evaluate(
         q = feats[[rows[(str(s.path), s.modality.value)] for s in split.query]]
         g = feats[[rows[(str(s.path), s.modality.value)] for s in split.gallery]]
         cmc, mAP, mINP = evaluate_split(distance_matrix(q, g), split)
-        per_group[split_group(split.name)].append(metrics_dict(cmc, mAP, mINP))
+        per_group[split.group].append(metrics_dict(cmc, mAP, mINP))
     results = {}
     for group, trials in per_group.items():
         results[group] = {k: float(np.mean([t[k] for t in trials])) for k in trials[0]}

@@ -196,10 +196,10 @@ def test_evaluate_split_uses_the_protocol_of_its_data_set() -> None:
     gallery = samples([1, 2, 1, 3, 2], [2, 1, 1, 4, 2], Modality.VISIBLE)
     distmat = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.1, 0.2, 0.3]])
 
-    cmc, mAP, _ = evaluate_split(distmat, EvalSplit("sysu/all/trial0", query, gallery), max_rank=5)
+    cmc, mAP, _ = evaluate_split(distmat, EvalSplit("sysu", "all", 0, query, gallery), max_rank=5)
     np.testing.assert_allclose(cmc, [0.0, 0.5, 1.0, 1.0, 1.0])
     assert mAP == pytest.approx(11 / 24)
-    regdb = evaluate_split(distmat, EvalSplit("regdb/vis2ir/trial1", query, gallery), max_rank=5)
+    regdb = evaluate_split(distmat, EvalSplit("regdb", "vis2ir", 1, query, gallery), max_rank=5)
     assert regdb[1] == pytest.approx(eval_regdb(distmat, np.array([1, 2]), np.array([1, 2, 1, 3, 2]))[1])
     with pytest.raises(ValueError, match="no evaluation protocol"):
-        evaluate_split(distmat, EvalSplit("market/x", query, gallery))
+        evaluate_split(distmat, EvalSplit("market", "x", 0, query, gallery))  # type: ignore[arg-type]

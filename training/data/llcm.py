@@ -114,5 +114,5 @@ class LLCM(VIReIDDataset):
                 raise DatasetLayoutError(f"LLCM: no {TEST_DIRS[query_modality]} images of the test ids in {self.root}")
             folders = _test_folders(self.root, query_modality.other)
             for trial in range(self.num_trials):
-                splits.append(EvalSplit(f"llcm/{direction}/trial{trial}", query, draw_single_shot(folders, trial)))
+                splits.append(EvalSplit("llcm", direction, trial, query, draw_single_shot(folders, trial)))
         return splits

@@ -54,6 +54,6 @@ class RegDB(VIReIDDataset):
         """``regdb/vis2ir/trial{t}`` (visible queries, thermal gallery) and ``regdb/ir2vis/trial{t}``."""
         vis, ir = self.test_samples(Modality.VISIBLE), self.test_samples(Modality.INFRARED)
         return [
-            EvalSplit(f"regdb/vis2ir/trial{self.trial}", vis, ir),
-            EvalSplit(f"regdb/ir2vis/trial{self.trial}", ir, vis),
+            EvalSplit("regdb", "vis2ir", self.trial, vis, ir),
+            EvalSplit("regdb", "ir2vis", self.trial, ir, vis),
         ]

@@ -140,5 +140,5 @@ class SYSUMM01(VIReIDDataset):
         for mode, cams in GALLERY_CAMS.items():
             folders = _test_folders(self.root, cams, Modality.VISIBLE)
             for trial in range(self.num_trials):
-                splits.append(EvalSplit(f"sysu/{mode}/trial{trial}", query, draw_single_shot(folders, trial)))
+                splits.append(EvalSplit("sysu", mode, trial, query, draw_single_shot(folders, trial)))
         return splits
