@@ -15,9 +15,9 @@ from torch.optim import SGD, Optimizer
 from model.net import VIReIDNet
 from training.config import LossConfig, OptimConfig
 from training.data.base import EvalSplit, Sample
-from training.evaluation import evaluate_split
 from training.features import Progress, distance_matrix, embed_samples
 from training.losses import compute_losses
+from training.metrics import split_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def evaluate(
     """Cross-modal retrieval metrics of ``net`` on evaluation splits, averaged over the trials of each setting.
 
     Each distinct image is embedded once (SYSU's 10 trials share their queries); distances are cosine distances
-    of the embeddings; each split is scored by its protocol (``training.evaluation.evaluate_split``).
+    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``).
 
     Returns:
         ``{"sysu/all": {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...}, ...}`` fractions.
@@ -116,7 +116,7 @@ def evaluate(
     for split in splits:
         q = feats[[rows[(str(s.path), s.modality.value)] for s in split.query]]
         g = feats[[rows[(str(s.path), s.modality.value)] for s in split.gallery]]
-        cmc, mAP, mINP = evaluate_split(distance_matrix(q, g), split)
+        cmc, mAP, mINP = split_metrics(distance_matrix(q, g), split)
         per_group[split.group].append(metrics_dict(cmc, mAP, mINP))
     results = {}
     for group, trials in per_group.items():

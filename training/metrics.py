@@ -109,7 +109,7 @@ def eval_regdb(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, max_
     return _evaluate(distmat, q_pids, g_pids, lambda rows: None, distinct=False, max_rank=max_rank)
 
 
-def evaluate_split(distmat: np.ndarray, split: EvalSplit, max_rank: int = 20) -> Metrics:
+def split_metrics(distmat: np.ndarray, split: EvalSplit, max_rank: int = 20) -> Metrics:
     """Metrics of one :class:`EvalSplit` with its ``protocol``."""
     q_pids = np.array([s.pid for s in split.query])
     g_pids = np.array([s.pid for s in split.gallery])
