@@ -36,7 +36,8 @@ from training.config import ConfigError, ExperimentConfig, config_to_dict, load_
 from training.data.base import DatasetLayoutError, VIReIDDataset
 from training.data.datasets import build_dataset
 from training.distributed import DistInfo, barrier, cleanup, init_distributed, mean_over_ranks
-from training.engine import build_optimizer, evaluate, format_metrics, tensorboard_scalars, train_one_epoch
+from training.engine import build_optimizer, tensorboard_scalars, train_one_epoch
+from training.eval_loop import evaluate_splits, format_metrics
 from training.features import Progress
 from training.samplers import IdentitySampler, PairedBatchDataset
 from training.schedule import build_scheduler
@@ -123,7 +124,7 @@ def _evaluate_and_log(
     epoch: int,
     progress: Progress | None,
 ) -> dict[str, dict[str, float]]:
-    results = evaluate(
+    results = evaluate_splits(
         net, dataset.eval_splits(), info.device, None, cfg.data.eval_batch_size, cfg.data.workers, progress
     )
     for group, metrics in results.items():
