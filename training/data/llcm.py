@@ -1,9 +1,10 @@
 """LLCM: training lists, and the query/gallery builders of the LLCM release's evaluation protocol.
 
-``query_samples`` / ``gallery_samples`` are the protocol's queries and galleries; ``process_query_llcm`` /
-``process_gallery_llcm`` return them as the lists of ``DEEN/data_manager.py`` in github.com/ZYK100/LLCM (its
-``mode=1`` is ``Modality.VISIBLE``, ``mode=2`` ``Modality.INFRARED``): same order, same path strings (for a root
-without ``.`` parts or doubled slashes), same ``random.seed(trial)`` single-shot draws.
+``query_samples`` / ``gallery_samples`` are the protocol's queries and galleries: as
+``training.data.layout.protocol_lists`` they are the lists of ``process_query_llcm`` / ``process_gallery_llcm`` of
+``DEEN/data_manager.py`` in github.com/ZYK100/LLCM (its ``mode=1`` is ``Modality.VISIBLE``, ``mode=2``
+``Modality.INFRARED``): same order, same path strings (for a root without ``.`` parts or doubled slashes), same
+``random.seed(trial)`` single-shot draws.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from pathlib import Path
 from common.modality import Modality
 from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
 from training.data.layout import (
-    ProtocolLists,
     draw_single_shot,
     every_image,
     identity_folders,
     listed_samples,
-    protocol_lists,
     read_id_file,
     relabel,
     require_dirs,
@@ -54,16 +53,6 @@ def query_samples(data_path: str | Path, modality: Modality) -> tuple[Sample, ..
 def gallery_samples(data_path: str | Path, modality: Modality, trial: int = 0) -> tuple[Sample, ...]:
     """Single-shot gallery of one trial: one random test image per id and camera of ``modality``."""
     return draw_single_shot(_test_folders(data_path, modality), trial)
-
-
-def process_query_llcm(data_path: str | Path, modality: Modality) -> ProtocolLists:
-    """:func:`query_samples` as the release's ``(paths, pids, camids)``."""
-    return protocol_lists(query_samples(data_path, modality))
-
-
-def process_gallery_llcm(data_path: str | Path, modality: Modality, trial: int = 0) -> ProtocolLists:
-    """:func:`gallery_samples` as the release's ``(paths, pids, camids)``."""
-    return protocol_lists(gallery_samples(data_path, modality, trial))
 
 
 def camera_of(relpath: str) -> int:
