@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,14 +117,13 @@ class VIReIDNet(nn.Module):
         feats: list[Tensor] = []
         bn_feats: list[Tensor] = []
         logits: list[Tensor] = []
-        for i in range(self.cfg.num_stripes):
-            neck = cast(BNNeck, self.necks[i])
+        for i, neck in enumerate(self.necks):
             feat: Tensor = self.reductions[i](pooled[:, i]) if len(self.reductions) else pooled[:, i]
-            bn_feat = neck.bn(feat)
+            bn_feat, stripe_logits = neck(feat, with_logits=not pre_logits)
             feats.append(feat)
             bn_feats.append(bn_feat)
-            if not pre_logits:
-                logits.append(neck.classifier(bn_feat))
+            if stripe_logits is not None:
+                logits.append(stripe_logits)
         return HeadOutput(torch.stack(feats, dim=1), torch.stack(bn_feats, dim=1), logits)
 
     def forward(self, vis: Tensor, ir: Tensor) -> TrainOutput:

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from common.fsio import atomic_write, file_sha256
 from model.backbone import load_torchvision_resnet
@@ -179,9 +178,3 @@ def load_pretrained(net: VIReIDNet, path: str | Path) -> None:
 def checkpoint_hash(path: str | Path) -> str:
     """First 12 hex digits of the file's sha256: the ``model_version`` of artefacts built from it."""
     return file_sha256(Path(path))[:12]
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or ``net`` itself)."""
-    inner = getattr(net, "module", None)
-    return inner if isinstance(inner, nn.Module) else net

@@ -22,9 +22,9 @@ from model.net import VIReIDNet
 from training.checkpoint import CheckpointError, checkpoint_hash, load_model
 from training.config import DataConfig, ExperimentConfig
 from training.data.base import DatasetLayoutError
+from training.data.datasets import build_dataset
 from training.distributed import resolve_device
-from training.engine import evaluate
-from training.train import build_dataset
+from training.eval_loop import evaluate_splits
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def evaluate_checkpoint(
     for data_cfg in data:
         splits = build_dataset(data_cfg).eval_splits()
         for key, flip in FLIP_SETTINGS.items():
-            for group, metrics in evaluate(net, splits, device, flip, batch_size, workers, progress).items():
+            for group, metrics in evaluate_splits(net, splits, device, flip, batch_size, workers, progress).items():
                 results.setdefault(group, {})[key] = metrics
     return results
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 PARITY_BATCHES = (1, 5)
+# Loggers of the graph passes torch.onnx.export runs (dynamo exporter): INFO per node and initializer.
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
 
 
 class ExportParityError(RuntimeError):
@@ -119,12 +123,30 @@ def export_encoders(
     return paths
 
 
+@contextmanager
+def exporter_warnings_only() -> Iterator[None]:
+    """Hold the ONNX exporter's loggers at WARNING for the duration: no per-node/per-initializer INFO lines.
+
+    ``torch.onnx.export(dynamo=True)`` optimises the graph with onnxscript and onnx_ir, whose passes log an INFO line
+    per folded node and deduplicated initializer. Their warnings and errors still pass; a logger whose level was set
+    explicitly (e.g. to DEBUG, to study the exporter) is left alone; the levels are put back after.
+    """
+    quieted = [lg for lg in map(logging.getLogger, EXPORTER_LOGGERS) if lg.level == logging.NOTSET]
+    for lg in quieted:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg in quieted:
+            lg.setLevel(logging.NOTSET)
+
+
 def _export_one(graph: EncoderGraph, card: ModelCard, path: Path, opset: int, atol: float) -> None:
     """Export to a temp file, attach metadata, check, verify parity, then move it into place atomically."""
     example = torch.rand(2, 3, card.input_height, card.input_width, generator=torch.Generator().manual_seed(0))
 
     def write(tmp: Path) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), exporter_warnings_only():
             torch.onnx.export(
                 graph,
                 (example,),

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from training.data.sysu import INFRARED_CAMS
+from training.data.layout import write_id_file
+from training.data.sysu import CAMERAS, INFRARED_CAMS, VISIBLE_CAMS, Subset, id_file, identity_folder
 
 logger = logging.getLogger(__name__)
 
@@ -264,10 +265,11 @@ def split_ids(config: SynthConfig) -> tuple[list[int], list[int], list[int]]:
 
 
 def _cameras_of(config: SynthConfig, pid: int) -> list[int]:
-    """Cameras that saw ``pid``: always 1, 3 and 6; visible cams 2, 4, 5 each missing with ``missing_cam_prob``."""
+    """Cameras that saw ``pid``: the first visible camera (1) and the infrared ones always; the other visible cameras
+    (2, 4, 5) each missing with ``missing_cam_prob``."""
     rng = np.random.default_rng([config.seed, 4, pid])
-    missing = {cam for cam in (2, 4, 5) if rng.random() < config.missing_cam_prob}
-    return [cam for cam in range(1, 7) if cam not in missing]
+    missing = {cam for cam in VISIBLE_CAMS[1:] if rng.random() < config.missing_cam_prob}
+    return [cam for cam in CAMERAS if cam not in missing]
 
 
 def generate(out: str | Path, config: SynthConfig | None = None) -> SynthSummary:
@@ -283,21 +285,23 @@ def generate(out: str | Path, config: SynthConfig | None = None) -> SynthSummary
         logger.info("synthetic set with this config already at %s", root)
         return existing
     train, val, test = split_ids(config)
-    cameras = {cam: _camera(config.seed, cam) for cam in range(1, 7)}
+    cameras = {cam: _camera(config.seed, cam) for cam in CAMERAS}
     counts = {True: 0, False: 0}
     for pid in range(1, config.ids + 1):
         ident = _identity(config.seed, pid)
         for cam in _cameras_of(config, pid):
-            folder = root / f"cam{cam}" / f"{pid:04d}"
+            folder = identity_folder(root, cam, pid)
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(config.images_per_cam):
                 rng = np.random.default_rng([config.seed, 2, pid, cam, k])
                 image = render(ident, cameras[cam], rng, config.height, config.width)
                 Image.fromarray(image).save(folder / f"{k + 1:04d}.jpg", quality=92)
                 counts[cameras[cam].infrared] += 1
-    (root / "exp").mkdir(parents=True, exist_ok=True)
-    for name, ids in (("train", train), ("val", val), ("test", test)):
-        (root / "exp" / f"{name}_id.txt").write_text(",".join(str(i) for i in ids) + "\n")
+    subsets: dict[Subset, list[int]] = {"train": train, "val": val, "test": test}
+    for subset, ids in subsets.items():
+        path = id_file(root, subset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_id_file(path, ids)
     summary = SynthSummary(str(root), config, train, val, test, counts[False], counts[True])
     (root / _SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
     logger.info("wrote %d visible and %d infrared images to %s", counts[False], counts[True], root)

@@ -12,12 +12,16 @@ import logging
 import random
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -32,13 +36,12 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.config import ConfigError, DataConfig, ExperimentConfig, config_to_dict, load_config, save_config
+from training.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from training.data.base import DatasetLayoutError, VIReIDDataset
-from training.data.llcm import LLCM
-from training.data.regdb import RegDB
-from training.data.sysu import SYSUMM01
+from training.data.datasets import build_dataset
 from training.distributed import DistInfo, barrier, cleanup, init_distributed, mean_over_ranks
-from training.engine import build_optimizer, evaluate, format_metrics, tensorboard_scalars, train_one_epoch
+from training.engine import build_optimizer, tensorboard_scalars, train_one_epoch
+from training.eval_loop import evaluate_splits, format_metrics
 from training.features import Progress
 from training.samplers import IdentitySampler, PairedBatchDataset
 from training.schedule import build_scheduler
@@ -75,15 +78,6 @@ USER_ERRORS = (
     RunExistsError,
     ResumeMismatchError,
 )
-
-
-def build_dataset(cfg: DataConfig) -> VIReIDDataset:
-    """The data set named by ``data.name`` (``DatasetLayoutError`` names a missing folder or file)."""
-    if cfg.name == "sysu_mm01":
-        return SYSUMM01(cfg.root, num_trials=cfg.num_trials)
-    if cfg.name == "regdb":
-        return RegDB(cfg.root, trial=cfg.trial)
-    return LLCM(cfg.root, num_trials=cfg.num_trials)
 
 
 def seed_everything(seed: int) -> None:
@@ -125,24 +119,153 @@ def with_num_classes(cfg: ExperimentConfig, num_classes: int) -> ExperimentConfi
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
 
 
-def _evaluate_and_log(
-    net: VIReIDNet,
-    dataset: VIReIDDataset,
-    cfg: ExperimentConfig,
-    info: DistInfo,
-    writer: Any,
-    epoch: int,
-    progress: Progress | None,
-) -> dict[str, dict[str, float]]:
-    results = evaluate(
-        net, dataset.eval_splits(), info.device, None, cfg.data.eval_batch_size, cfg.data.workers, progress
+@dataclass
+class TrainingRun:
+    """What a run trains and checkpoints: the resolved config, the data, the network and its optimisation state."""
+
+    cfg: ExperimentConfig
+    dataset: VIReIDDataset
+    net: VIReIDNet
+    optimizer: Optimizer
+    scheduler: LambdaLR
+    scaler: torch.amp.GradScaler
+    sampler: IdentitySampler
+    train_set: PairedBatchDataset
+
+    def state(self) -> dict[str, Any]:
+        """The state dicts a checkpoint stores (``restore`` loads them back)."""
+        return {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+        }
+
+
+def build_run(cfg: ExperimentConfig, info: DistInfo, pretrained: bool) -> TrainingRun:
+    """Read the data set, build the network (ImageNet weights if ``pretrained`` and configured), optimiser, sampler."""
+    dataset = build_dataset(cfg.data)
+    cfg = with_num_classes(cfg, dataset.num_train_pids)
+    net = VIReIDNet(cfg.model)
+    if pretrained and cfg.run.pretrained is not None:
+        load_pretrained(net, cfg.run.pretrained)
+    net.to(info.device)
+    optimizer = build_optimizer(net, cfg.optim)
+    sampler = IdentitySampler(
+        [s.pid for s in dataset.train_visible],
+        [s.pid for s in dataset.train_infrared],
+        cfg.sampler.num_ids,
+        cfg.sampler.num_instances,
+        cfg.run.seed,
+        cfg.sampler.epoch,
+        info.rank,
+        info.world_size,
     )
+    return TrainingRun(
+        cfg=cfg,
+        dataset=dataset,
+        net=net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg.schedule),
+        scaler=torch.amp.GradScaler("cuda", enabled=cfg.run.amp and info.device.type == "cuda"),
+        sampler=sampler,
+        train_set=PairedBatchDataset(
+            dataset.train_visible, dataset.train_infrared, sampler, build_train_transform(cfg.model, cfg.augment)
+        ),
+    )
+
+
+def restore(run: TrainingRun, path: Path) -> int:
+    """Load a checkpoint's state dicts and RNG state into ``run``; returns the number of epochs it had done.
+
+    Raises:
+        ResumeMismatchError: the checkpoint's config differs from ``run.cfg`` in a key that changes the training.
+    """
+    ckpt = load_checkpoint(path)
+    check_resume_config(run.cfg, ckpt["config"])
+    run.net.load_state_dict(ckpt["model"], strict=True)
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    run.sampler.load_state_dict(ckpt["sampler"])
+    set_rng_state(ckpt["rng"])
+    done = int(ckpt["epoch"])
+    logger.info("resumed %s after epoch %d", path, done)
+    return done
+
+
+def train_epoch(
+    run: TrainingRun, model: nn.Module, epoch: int, info: DistInfo, progress: Progress | None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Train 0-based ``epoch`` and step the schedule; returns the epoch's learning rates and mean losses (all ranks)."""
+    cfg = run.cfg
+    run.train_set.set_epoch(epoch)
+    loader = DataLoader(
+        run.train_set,
+        batch_size=None,
+        shuffle=False,
+        num_workers=cfg.data.workers,
+        pin_memory=info.device.type == "cuda",
+        generator=torch.Generator().manual_seed(epoch),
+    )
+    batches: Iterable[Any] = progress(loader, f"epoch {epoch + 1}/{cfg.schedule.epochs}") if progress else loader
+    lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(run.optimizer.param_groups)}
+    losses = train_one_epoch(
+        model,
+        batches,
+        run.optimizer,
+        run.scaler,
+        cfg.loss,
+        info.device,
+        cfg.run.amp,
+        cfg.run.max_iters,
+        cfg.run.log_every,
+    )
+    losses = mean_over_ranks(losses, info)
+    run.scheduler.step()
+    return lrs, losses
+
+
+def log_epoch(writer: Any, done: int, epochs: int, lrs: dict[str, float], losses: dict[str, float]) -> None:
+    """Log the learning rates and losses of epoch ``done`` (1-based) and write them to TensorBoard."""
+    logger.info(
+        "epoch %d/%d lr %s loss %s",
+        done,
+        epochs,
+        " ".join(f"{k} {v:.2e}" for k, v in lrs.items()),
+        " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+    )
+    for key, value in {**tensorboard_scalars("train/loss", losses), **tensorboard_scalars("train/lr", lrs)}.items():
+        writer.add_scalar(key, value, done)
+
+
+def evaluate_and_log(
+    run: TrainingRun, info: DistInfo, writer: Any, done: int, progress: Progress | None
+) -> dict[str, dict[str, float]]:
+    """Evaluate the network on the data set's splits after epoch ``done``; log and write the metrics."""
+    cfg = run.cfg
+    splits = run.dataset.eval_splits()
+    results = evaluate_splits(run.net, splits, info.device, None, cfg.data.eval_batch_size, cfg.data.workers, progress)
     for group, metrics in results.items():
-        logger.info("epoch %d eval %s: %s", epoch, group, format_metrics(metrics))
-    if writer is not None:
-        for key, value in tensorboard_scalars("eval", results).items():
-            writer.add_scalar(key, value, epoch)
+        logger.info("epoch %d eval %s: %s", done, group, format_metrics(metrics))
+    for key, value in tensorboard_scalars("eval", results).items():
+        writer.add_scalar(key, value, done)
     return results
+
+
+def _evaluation_due(cfg: ExperimentConfig, done: int) -> bool:
+    """Every ``run.eval_every`` epochs and after the last (never when it is 0)."""
+    every = cfg.run.eval_every
+    return bool(every) and (done % every == 0 or done == cfg.schedule.epochs)
+
+
+def open_run_dir(cfg: ExperimentConfig) -> Any:
+    """Write the resolved ``config.yaml`` into the run directory and open its TensorBoard writer."""
+    save_config(cfg, cfg.run_dir / "config.yaml")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(cfg.run_dir / "tb"))
 
 
 def fit(cfg: ExperimentConfig, info: DistInfo, resume: bool = False, progress: Progress | None = None) -> Path:
@@ -154,98 +277,27 @@ def fit(cfg: ExperimentConfig, info: DistInfo, resume: bool = False, progress: P
         training.data.base.DatasetLayoutError: the data set folder is missing or not in its layout.
         training.checkpoint.PretrainedWeightsNotFoundError: ``run.pretrained`` names a missing file.
     """
-    run_dir = cfg.run_dir
-    last = run_dir / CHECKPOINT_NAME
+    last = cfg.run_dir / CHECKPOINT_NAME
     if last.exists() and not resume:
         raise RunExistsError(
             f"{last} exists; pass --resume to continue that run, or set another experiment name or run.out_dir"
         )
-    dataset = build_dataset(cfg.data)
-    cfg = with_num_classes(cfg, dataset.num_train_pids)
-    net = VIReIDNet(cfg.model)
-    ckpt = load_checkpoint(last) if resume and last.exists() else None
-    if ckpt is None and cfg.run.pretrained is not None:
-        load_pretrained(net, cfg.run.pretrained)
-    net.to(info.device)
-    optimizer = build_optimizer(net, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.run.amp and info.device.type == "cuda")
-    sampler = IdentitySampler(
-        [s.pid for s in dataset.train_visible],
-        [s.pid for s in dataset.train_infrared],
-        cfg.sampler.num_ids,
-        cfg.sampler.num_instances,
-        cfg.run.seed,
-        cfg.sampler.epoch,
-        info.rank,
-        info.world_size,
-    )
-    train_set = PairedBatchDataset(
-        dataset.train_visible, dataset.train_infrared, sampler, build_train_transform(cfg.model, cfg.augment)
-    )
-    start_epoch = 0
-    if ckpt is not None:
-        check_resume_config(cfg, ckpt["config"])
-        net.load_state_dict(ckpt["model"], strict=True)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch = int(ckpt["epoch"])
-        logger.info("resumed %s after epoch %d", last, start_epoch)
-    model: torch.nn.Module = net
+    resuming = resume and last.exists()
+    run = build_run(cfg, info, pretrained=not resuming)
+    cfg = run.cfg
+    start_epoch = restore(run, last) if resuming else 0
+    model: nn.Module = run.net
     if info.enabled:
-        model = DistributedDataParallel(net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    writer = None
-    if info.is_main:
-        save_config(cfg, run_dir / "config.yaml")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tb"))
+        model = DistributedDataParallel(run.net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    writer = open_run_dir(cfg) if info.is_main else None
     for epoch in range(start_epoch, cfg.schedule.epochs):
-        train_set.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=None,
-            shuffle=False,
-            num_workers=cfg.data.workers,
-            pin_memory=info.device.type == "cuda",
-            generator=torch.Generator().manual_seed(epoch),
-        )
-        batches: Iterable[Any] = progress(loader, f"epoch {epoch + 1}/{cfg.schedule.epochs}") if progress else loader
-        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-        losses = train_one_epoch(
-            model, batches, optimizer, scaler, cfg.loss, info.device, cfg.run.amp, cfg.run.max_iters, cfg.run.log_every
-        )
-        losses = mean_over_ranks(losses, info)
-        scheduler.step()
+        lrs, losses = train_epoch(run, model, epoch, info, progress)
         done = epoch + 1
-        if info.is_main:
-            logger.info(
-                "epoch %d/%d lr %s loss %s",
-                done,
-                cfg.schedule.epochs,
-                " ".join(f"{k} {v:.2e}" for k, v in lrs.items()),
-                " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-            )
-            assert writer is not None
-            for key, value in {
-                **tensorboard_scalars("train/loss", losses),
-                **tensorboard_scalars("train/lr", lrs),
-            }.items():
-                writer.add_scalar(key, value, done)
-            every = cfg.run.eval_every
-            if every and (done % every == 0 or done == cfg.schedule.epochs):
-                _evaluate_and_log(net, dataset, cfg, info, writer, done, progress)
-            state = {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "sampler": sampler.state_dict(),
-            }
-            save_checkpoint(run_dir, state, cfg, done, cfg.run.keep_epoch_checkpoints)
+        if writer is not None:  # the main rank logs, evaluates and checkpoints
+            log_epoch(writer, done, cfg.schedule.epochs, lrs, losses)
+            if _evaluation_due(cfg, done):
+                evaluate_and_log(run, info, writer, done, progress)
+            save_checkpoint(cfg.run_dir, run.state(), cfg, done, cfg.run.keep_epoch_checkpoints)
             writer.flush()
         barrier(info)
     if writer is not None:

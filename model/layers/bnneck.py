@@ -26,7 +26,10 @@ class BNNeck(nn.Module):
         self.bn.bias.requires_grad_(False)
         nn.init.normal_(self.classifier.weight, std=0.001)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map pre-BN features ``(N, D)`` to ``(post-BN features (N, D), logits (N, num_classes))``."""
+    def forward(self, x: Tensor, with_logits: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Map pre-BN features ``(N, D)`` to ``(post-BN features (N, D), logits (N, num_classes))``.
+
+        ``with_logits=False`` skips the classifier (the embedding needs only the feature) and returns None for logits.
+        """
         feat = self.bn(x)
-        return feat, self.classifier(feat)
+        return feat, self.classifier(feat) if with_logits else None

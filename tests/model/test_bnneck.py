@@ -30,3 +30,12 @@ def test_bias_stays_zero_after_a_training_step():
     optimiser.step()
     assert neck.bn.bias.grad is None
     assert bool((neck.bn.bias == 0).all())
+
+
+def test_forward_without_logits_returns_the_same_feature_and_no_logits():
+    neck = BNNeck(8, 3).eval()
+    neck.bn.running_mean.fill_(0.5)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    feat, logits = neck(x, with_logits=False)
+    assert logits is None
+    torch.testing.assert_close(feat, neck(x)[0], rtol=0, atol=0)

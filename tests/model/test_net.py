@@ -189,3 +189,22 @@ def test_state_dict_round_trip_gives_the_same_embedding(make_net, images):
     x = images(2, seed=7)
     with torch.no_grad():
         torch.testing.assert_close(other.eval().embed(x, Modality.INFRARED), net.embed(x, Modality.INFRARED))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_head_is_each_stripe_through_its_bnneck(make_net, images, training):
+    """forward_head gives, per stripe, the reduced feature, its BatchNorm and the classifier's logits of that."""
+    net = make_net(part_dim=32).train(training)
+    with torch.no_grad():
+        fmap = net.forward_features(images(N, seed=3), Modality.VISIBLE)
+        head = net.forward_head(fmap)
+        embedding_head = net.forward_head(fmap, pre_logits=True)
+        pooled = net.pool(fmap)
+        for i, neck in enumerate(net.necks):
+            feat = net.reductions[i](pooled[:, i])
+            bn_feat = neck.bn(feat)
+            torch.testing.assert_close(head.feats[:, i], feat, rtol=0, atol=0)
+            torch.testing.assert_close(head.bn_feats[:, i], bn_feat, rtol=0, atol=0)
+            torch.testing.assert_close(head.logits[i], neck.classifier(bn_feat), rtol=0, atol=0)
+    assert embedding_head.logits == []
+    torch.testing.assert_close(embedding_head.bn_feats, head.bn_feats, rtol=0, atol=0)

@@ -18,7 +18,7 @@ from training.checkpoint import checkpoint_hash, save_checkpoint
 from training.config import DataConfig, ExperimentConfig
 from training.data.sysu import process_gallery_sysu, process_query_sysu
 from training.evaluate import main
-from training.evaluation import eval_sysu
+from training.metrics import eval_sysu
 from training.transforms import eval_batch
 
 NET = NetConfig(arch="resnet18", num_stripes=2, num_classes=3, input_height=32, input_width=16)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,17 @@ from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, enco
 from model.config import NetConfig
 from model.net import VIReIDNet
 from tests.conftest import TINY_MODEL_VERSION, TRAINING_TIMEOUT, ExportedModels
-from training.export import DEFAULT_OPSET, EncoderGraph, ExportParityError, export_encoders, main, verify_parity
+from training.checkpoint import save_checkpoint
+from training.config import DataConfig, ExperimentConfig
+from training.export import (
+    DEFAULT_OPSET,
+    EncoderGraph,
+    ExportParityError,
+    export_encoders,
+    exporter_warnings_only,
+    main,
+    verify_parity,
+)
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -101,3 +114,33 @@ def test_export_checkpoint_is_versioned_by_the_checkpoint_hash(trained_exported:
 def test_cli_names_a_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="checkpoint not found: .*nope.pt"):
         main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m")])
+
+
+def test_exporter_loggers_hold_warnings_only_during_the_export() -> None:
+    explicit = logging.getLogger("onnxscript")
+    explicit.setLevel(logging.DEBUG)
+    try:
+        with exporter_warnings_only():
+            dedup = logging.getLogger("onnx_ir.passes.common.initializer_deduplication")
+            assert not dedup.isEnabledFor(logging.INFO) and dedup.isEnabledFor(logging.WARNING)
+            assert explicit.level == logging.DEBUG  # set on purpose: left alone
+        assert logging.getLogger("onnx_ir").level == logging.NOTSET
+    finally:
+        explicit.setLevel(logging.NOTSET)
+
+
+def test_cli_prints_only_our_lines(tmp_path: Path) -> None:
+    """``python -m training.export`` on a checkpoint: our export/parity/wrote lines, none of the exporter's INFO."""
+    cfg = NetConfig(arch="resnet18", num_classes=3, num_stripes=2, input_height=32, input_width=16)
+    torch.manual_seed(0)
+    experiment = ExperimentConfig(experiment="quiet", model=cfg, data=DataConfig(name="sysu_mm01", root=tmp_path))
+    checkpoint = save_checkpoint(tmp_path / "run", {"model": VIReIDNet(cfg).state_dict()}, experiment, 1, False)
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "training.export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m")]
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=True)
+    lines = (out.stdout + out.stderr).splitlines()
+    assert not [line for line in lines if "initializer" in line or line.startswith(("INFO onnx", "INFO torch"))]
+    assert [line.split(":")[0] for line in lines if line.startswith("INFO")] == ["INFO __main__"] * 6
+    text = "\n".join(lines)
+    for expected in ("parity vis:", "parity ir:", "exported vis encoder", "exported ir encoder", "ir: "):
+        assert expected in text

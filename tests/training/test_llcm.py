@@ -11,10 +11,21 @@ from common.modality import Modality
 from tests.training.agw_reference import ref_process_gallery_llcm, ref_process_query_llcm
 from tests.training.conftest import FakeLLCM
 from training.data.base import DatasetLayoutError
-from training.data.llcm import LLCM, camera_of, process_gallery_llcm, process_query_llcm
+from training.data.layout import ProtocolLists, protocol_lists
+from training.data.llcm import LLCM, camera_of, gallery_samples, query_samples
 
 # The reference parses the camera from the first "cam" in the whole path: test names here avoid that word.
 REF_MODE = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
+
+
+def process_query_llcm(root: str | Path, modality: Modality) -> ProtocolLists:
+    """Our queries in the release's ``(paths, pids, camids)`` form."""
+    return protocol_lists(query_samples(root, modality))
+
+
+def process_gallery_llcm(root: str | Path, modality: Modality, trial: int) -> ProtocolLists:
+    """Our single-shot gallery in the release's ``(paths, pids, camids)`` form."""
+    return protocol_lists(gallery_samples(root, modality, trial))
 
 
 def _assert_same_lists(ours, ref) -> None:  # type: ignore[no-untyped-def]

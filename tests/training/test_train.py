@@ -127,8 +127,8 @@ def test_tiny_config_learns_cross_modal_matching(trained_run: Path, synth_root: 
     """configs/tiny.yaml, shortened, on the synthetic set: cross-modal mAP on UNSEEN ids clearly above untrained."""
     from model.net import VIReIDNet
     from training.checkpoint import load_model
-    from training.engine import evaluate
-    from training.train import build_dataset
+    from training.data.datasets import build_dataset
+    from training.eval_loop import evaluate_splits
 
     trained, cfg = load_model(trained_run)
     assert cfg.data.root == synth_root
@@ -136,8 +136,8 @@ def test_tiny_config_learns_cross_modal_matching(trained_run: Path, synth_root: 
     torch.manual_seed(cfg.run.seed)
     untrained = VIReIDNet(cfg.model)
     cpu = torch.device("cpu")
-    before = evaluate(untrained, splits, cpu, batch_size=128)
-    after = evaluate(trained, splits, cpu, batch_size=128)
+    before = evaluate_splits(untrained, splits, cpu, batch_size=128)
+    after = evaluate_splits(trained, splits, cpu, batch_size=128)
     logging.getLogger(__name__).info("untrained %s, trained %s", before, after)
     gain = after["sysu/all"]["mAP"] - before["sysu/all"]["mAP"]
     assert gain > LEARN_MARGIN, (before, after)

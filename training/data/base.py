@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from common.modality import Modality
 
@@ -22,13 +23,40 @@ class Sample:
     modality: Modality
 
 
+EvalProtocol = Literal["sysu", "regdb", "llcm"]
+"""The community evaluation protocol a split is scored with (``training.metrics.split_metrics``)."""
+
+
 @dataclass(frozen=True)
 class EvalSplit:
-    """One evaluation setting: query and gallery samples (original pids), named e.g. ``sysu/all/trial3``."""
+    """One trial of one evaluation setting: query and gallery samples (original pids).
 
-    name: str
+    Attributes:
+        protocol: the data set's evaluation protocol.
+        setting: ``all``/``indoor`` (SYSU-MM01 gallery cameras) or ``vis2ir``/``ir2vis`` (RegDB, LLCM direction).
+        trial: the random gallery (SYSU-MM01, LLCM: 0..num_trials-1) or identity split (RegDB: 1..10).
+    """
+
+    protocol: EvalProtocol
+    setting: str
+    trial: int
     query: tuple[Sample, ...]
     gallery: tuple[Sample, ...]
+
+    def __post_init__(self) -> None:
+        if self.protocol not in get_args(EvalProtocol):
+            expected = ", ".join(get_args(EvalProtocol))
+            raise ValueError(f"no evaluation protocol {self.protocol!r} for split {self.name}; expected {expected}")
+
+    @property
+    def group(self) -> str:
+        """The setting the trials of which are averaged in reports: ``sysu/all``."""
+        return f"{self.protocol}/{self.setting}"
+
+    @property
+    def name(self) -> str:
+        """``sysu/all/trial3``."""
+        return f"{self.group}/trial{self.trial}"
 
 
 class VIReIDDataset:

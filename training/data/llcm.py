@@ -1,8 +1,10 @@
 """LLCM: training lists, and the query/gallery builders of the LLCM release's evaluation protocol.
 
-``process_query_llcm`` / ``process_gallery_llcm`` return the lists of ``DEEN/data_manager.py`` in
-github.com/ZYK100/LLCM (its ``mode=1`` is ``Modality.VISIBLE``, ``mode=2`` ``Modality.INFRARED``): same order, same
-path strings, same ``random.seed(trial)`` single-shot draws.
+``query_samples`` / ``gallery_samples`` are the protocol's queries and galleries: as
+``training.data.layout.protocol_lists`` they are the lists of ``process_query_llcm`` / ``process_gallery_llcm`` of
+``DEEN/data_manager.py`` in github.com/ZYK100/LLCM (its ``mode=1`` is ``Modality.VISIBLE``, ``mode=2``
+``Modality.INFRARED``): same order, same path strings (for a root without ``.`` parts or doubled slashes), same
+``random.seed(trial)`` single-shot draws.
 """
 
 from __future__ import annotations
@@ -12,20 +14,17 @@ import re
 from pathlib import Path
 
 from common.modality import Modality
-from training.data.base import DatasetLayoutError, EvalSplit, VIReIDDataset
-from training.data.regdb import check_images, read_list
-from training.data.sysu import (
-    NUM_TRIALS,
-    Listing,
-    Lists,
-    draw_gallery,
-    list_identity_folders,
-    lists_of,
+from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
+from training.data.layout import (
+    draw_single_shot,
+    every_image,
+    identity_folders,
+    listed_samples,
     read_id_file,
     relabel,
     require_dirs,
-    to_samples,
 )
+from training.data.sysu import NUM_TRIALS
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +36,23 @@ TEST_CAMS: dict[Modality, tuple[int, ...]] = {
 _CAM = re.compile(r"cam(\d+)$")
 
 
-def _test_listing(data_path: str | Path, modality: Modality) -> Listing:
+def _test_folders(data_path: str | Path, modality: Modality) -> list[tuple[Sample, ...]]:
+    """The ``test_<vis|nir>/cam<c>/<pid:04d>`` folders of the test ids, in the release's order."""
     root = Path(data_path)
     require_dirs(root, [TEST_DIRS[modality], "idx"], "LLCM")
     ids = read_id_file(root / "idx" / "test_id.txt")
     cam_dirs = [(f"{TEST_DIRS[modality]}/cam{cam}", cam) for cam in TEST_CAMS[modality]]
-    return list_identity_folders(str(data_path), cam_dirs, ids)
+    return identity_folders(root, cam_dirs, ids, modality)
 
 
-def process_query_llcm(data_path: str | Path, modality: Modality) -> Lists:
-    """All test images of one modality: ``(paths, pids, camids)``."""
-    listing = _test_listing(data_path, modality)
-    return lists_of([(img_dir + "/" + name, cam, pid) for img_dir, cam, pid, names in listing for name in names])
+def query_samples(data_path: str | Path, modality: Modality) -> tuple[Sample, ...]:
+    """All test images of one modality."""
+    return every_image(_test_folders(data_path, modality))
 
 
-def process_gallery_llcm(data_path: str | Path, modality: Modality, trial: int = 0) -> Lists:
+def gallery_samples(data_path: str | Path, modality: Modality, trial: int = 0) -> tuple[Sample, ...]:
     """Single-shot gallery of one trial: one random test image per id and camera of ``modality``."""
-    return draw_gallery(_test_listing(data_path, modality), trial)
+    return draw_single_shot(_test_folders(data_path, modality), trial)
 
 
 def camera_of(relpath: str) -> int:
@@ -88,24 +87,21 @@ class LLCM(VIReIDDataset):
         self.num_trials = num_trials
         require_dirs(self.root, ["idx", *TEST_DIRS.values()], "LLCM")
         read_id_file(self.root / "idx" / "test_id.txt")
-        items = {}
-        for modality, file_name in ((Modality.VISIBLE, "train_vis.txt"), (Modality.INFRARED, "train_nir.txt")):
-            index_file = self.root / "idx" / file_name
-            entries = read_list(index_file)
-            check_images(self.root, entries, index_file)
-            items[modality] = [(self.root / rel, label, camera_of(rel)) for rel, label in entries]
-        self.train_visible, self.train_infrared = relabel(items[Modality.VISIBLE], items[Modality.INFRARED], self.name)
+        train = {
+            modality: listed_samples(self.root, self.root / "idx" / file_name, modality, camera_of)
+            for modality, file_name in ((Modality.VISIBLE, "train_vis.txt"), (Modality.INFRARED, "train_nir.txt"))
+        }
+        self.train_visible, self.train_infrared = relabel(train[Modality.VISIBLE], train[Modality.INFRARED], self.name)
         logger.info("LLCM: %d training ids", self.num_train_pids)
 
     def eval_splits(self) -> list[EvalSplit]:
         """``llcm/{ir2vis,vis2ir}/trial{t}``: all test images of one modality against the other's sampled gallery."""
         splits = []
         for query_modality, direction in ((Modality.INFRARED, "ir2vis"), (Modality.VISIBLE, "vis2ir")):
-            query = to_samples(process_query_llcm(self.root, query_modality), query_modality)
+            query = query_samples(self.root, query_modality)
             if not query:
                 raise DatasetLayoutError(f"LLCM: no {TEST_DIRS[query_modality]} images of the test ids in {self.root}")
-            listing = _test_listing(self.root, query_modality.other)
+            folders = _test_folders(self.root, query_modality.other)
             for trial in range(self.num_trials):
-                gallery = to_samples(draw_gallery(listing, trial), query_modality.other)
-                splits.append(EvalSplit(f"llcm/{direction}/trial{trial}", query, gallery))
+                splits.append(EvalSplit("llcm", direction, trial, query, draw_single_shot(folders, trial)))
         return splits

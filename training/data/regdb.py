@@ -6,40 +6,14 @@ import logging
 from pathlib import Path
 
 from common.modality import Modality
-from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
-from training.data.sysu import relabel, require_dirs
+from training.data.base import EvalSplit, Sample, VIReIDDataset
+from training.data.layout import listed_samples, relabel, require_dirs
 
 logger = logging.getLogger(__name__)
 
 TRIALS = range(1, 11)
 CAMIDS: dict[Modality, int] = {Modality.VISIBLE: 1, Modality.INFRARED: 2}  # one camera per modality
 _FILE_MODALITY: dict[Modality, str] = {Modality.VISIBLE: "visible", Modality.INFRARED: "thermal"}
-
-
-def read_list(path: Path) -> list[tuple[str, int]]:
-    """``(relative path, label)`` per non-empty line ``relpath label`` of an index file."""
-    if not path.is_file():
-        raise DatasetLayoutError(f"index file not found: {path} (expected lines '<relative image path> <label>')")
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetLayoutError(f"{path}:{number}: expected '<relative image path> <label>', got {line!r}")
-        entries.append((parts[0], int(parts[1])))
-    if not entries:
-        raise DatasetLayoutError(f"index file {path} lists no images")
-    return entries
-
-
-def check_images(root: Path, entries: list[tuple[str, int]], index_file: Path) -> None:
-    """Raise :class:`DatasetLayoutError` if any listed image is missing under ``root``."""
-    missing = [rel for rel, _ in entries if not (root / rel).is_file()]
-    if missing:
-        raise DatasetLayoutError(
-            f"{len(missing)} images listed in {index_file} are missing under {root}, e.g. {root / missing[0]}"
-        )
 
 
 class RegDB(VIReIDDataset):
@@ -65,30 +39,21 @@ class RegDB(VIReIDDataset):
         require_dirs(self.root, ["idx"], "RegDB")
         train = {m: self._read("train", m) for m in Modality}
         self._test = {m: self._read("test", m) for m in Modality}
-        self.train_visible, self.train_infrared = relabel(
-            self._items(train[Modality.VISIBLE], Modality.VISIBLE),
-            self._items(train[Modality.INFRARED], Modality.INFRARED),
-            self.name,
-        )
+        self.train_visible, self.train_infrared = relabel(train[Modality.VISIBLE], train[Modality.INFRARED], self.name)
         logger.info("RegDB trial %d: %d training ids", trial, self.num_train_pids)
 
-    def _read(self, subset: str, modality: Modality) -> list[tuple[str, int]]:
+    def _read(self, subset: str, modality: Modality) -> tuple[Sample, ...]:
         index_file = self.root / "idx" / f"{subset}_{_FILE_MODALITY[modality]}_{self.trial}.txt"
-        entries = read_list(index_file)
-        check_images(self.root, entries, index_file)
-        return entries
-
-    def _items(self, entries: list[tuple[str, int]], modality: Modality) -> list[tuple[Path, int, int]]:
-        return [(self.root / rel, label, CAMIDS[modality]) for rel, label in entries]
+        return listed_samples(self.root, index_file, modality, lambda _: CAMIDS[modality])
 
     def test_samples(self, modality: Modality) -> tuple[Sample, ...]:
         """Test images of one modality in list order, with their original labels."""
-        return tuple(Sample(p, pid, cam, modality) for p, pid, cam in self._items(self._test[modality], modality))
+        return self._test[modality]
 
     def eval_splits(self) -> list[EvalSplit]:
         """``regdb/vis2ir/trial{t}`` (visible queries, thermal gallery) and ``regdb/ir2vis/trial{t}``."""
         vis, ir = self.test_samples(Modality.VISIBLE), self.test_samples(Modality.INFRARED)
         return [
-            EvalSplit(f"regdb/vis2ir/trial{self.trial}", vis, ir),
-            EvalSplit(f"regdb/ir2vis/trial{self.trial}", ir, vis),
+            EvalSplit("regdb", "vis2ir", self.trial, vis, ir),
+            EvalSplit("regdb", "ir2vis", self.trial, ir, vis),
         ]

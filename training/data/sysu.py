@@ -1,71 +1,63 @@
 """SYSU-MM01: training samples, and the AGW query/gallery builders of the evaluation protocol.
 
-``process_query_sysu`` and ``process_gallery_sysu`` return the same lists as the public protocol code
-(``data_manager.py`` of github.com/mangye16/Cross-Modal-Re-ID-baseline): same order, same path strings, same
-single-shot gallery draws (``random.Random(trial)`` makes the draws of ``random.seed(trial)`` + ``random.choice``).
-Camera and identity come from the folder names instead of fixed character positions of the path.
+``query_samples`` and ``gallery_samples`` are the protocol's queries and galleries; ``process_query_sysu`` and
+``process_gallery_sysu`` return them as the same lists as the public protocol code (``data_manager.py`` of
+github.com/mangye16/Cross-Modal-Re-ID-baseline): same order, same path strings (for a root without ``.`` parts or
+doubled slashes, which ``pathlib`` normalises), same single-shot gallery draws (``random.Random(trial)`` makes the
+draws of ``random.seed(trial)`` + ``random.choice``). Camera and identity come from the folder names instead of fixed
+character positions of the path. The layout constants and path helpers here are also what ``training.synth`` writes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import Literal
 
 from common.modality import Modality
 from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDDataset
+from training.data.layout import (
+    ProtocolLists,
+    draw_single_shot,
+    every_image,
+    identity_dir_name,
+    identity_folders,
+    protocol_lists,
+    read_id_file,
+    relabel,
+    require_dirs,
+)
 
 logger = logging.getLogger(__name__)
 
+CAMERAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 VISIBLE_CAMS: tuple[int, ...] = (1, 2, 4, 5)
 INFRARED_CAMS: tuple[int, ...] = (3, 6)
 GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
 NUM_TRIALS = 10
+ID_FOLDER = "exp"
 
-# (directory as the reference spells it, camera number, pid, sorted file names) per existing <cam>/<pid> folder
-Listing = list[tuple[str, int, int, list[str]]]
-Lists = tuple[list[str], np.ndarray, np.ndarray]
-
-
-def read_id_file(path: Path) -> list[int]:
-    """Identities listed in the first line of ``path``, comma-separated (``exp/test_id.txt``)."""
-    if not path.is_file():
-        raise DatasetLayoutError(f"identity list not found: {path} (expected one line of comma-separated ids)")
-    lines = path.read_text().splitlines()
-    try:
-        return [int(token) for token in lines[0].split(",")]
-    except (IndexError, ValueError) as err:
-        raise DatasetLayoutError(
-            f"{path}: expected one line of comma-separated integer ids, got {lines[:1]!r}"
-        ) from err
+Subset = Literal["train", "val", "test"]
 
 
-def list_identity_folders(data_path: str, cam_dirs: Sequence[tuple[str, int]], pids: Iterable[int]) -> Listing:
-    """Existing ``<data_path>/<cam_dir>/<pid:04d>`` folders, ids in sorted order, cameras in the given order."""
-    listing: Listing = []
-    for pid in sorted(pids):
-        for cam_dir, cam in cam_dirs:
-            img_dir = os.path.join(data_path, cam_dir, f"{pid:04d}")
-            if os.path.isdir(img_dir):
-                listing.append((img_dir, cam, pid, sorted(os.listdir(img_dir))))
-    return listing
+def cam_dir_name(cam: int) -> str:
+    """Folder of camera ``cam`` under the root: ``cam3``."""
+    return f"cam{cam}"
 
 
-def require_dirs(root: Path, names: Iterable[str], what: str) -> None:
-    """Raise :class:`DatasetLayoutError` naming the first of ``root/<name>`` that is not a directory."""
-    if not root.is_dir():
-        raise DatasetLayoutError(f"{what} root not found: {root}")
-    for name in names:
-        if not (root / name).is_dir():
-            raise DatasetLayoutError(f"{what}: folder {root / name} not found; is {root} the data set root?")
+def identity_folder(root: Path, cam: int, pid: int) -> Path:
+    """``<root>/cam<cam>/<pid:04d>``: the images of one identity seen by one camera."""
+    return root / cam_dir_name(cam) / identity_dir_name(pid)
 
 
-def _cam_dirs(cams: Sequence[int]) -> list[tuple[str, int]]:
-    return [(f"cam{cam}", cam) for cam in cams]
+def id_file(root: Path, subset: Subset) -> Path:
+    """``<root>/exp/<subset>_id.txt``: one line of comma-separated ids."""
+    return root / ID_FOLDER / f"{subset}_id.txt"
+
+
+def _camera_dirs(cams: Sequence[int]) -> list[tuple[str, int]]:
+    return [(cam_dir_name(cam), cam) for cam in cams]
 
 
 def _check_mode(mode: str) -> None:
@@ -73,65 +65,34 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown SYSU-MM01 mode {mode!r}; expected 'all' or 'indoor'")
 
 
-def _test_listing(data_path: str | Path, cams: Sequence[int]) -> Listing:
+def _test_folders(data_path: str | Path, cams: Sequence[int], modality: Modality) -> list[tuple[Sample, ...]]:
+    """The ``cam<c>/<pid:04d>`` folders of the test ids, in the protocol's order."""
     root = Path(data_path)
-    require_dirs(root, [f"cam{c}" for c in cams], "SYSU-MM01")
-    ids = read_id_file(root / "exp" / "test_id.txt")
-    return list_identity_folders(str(data_path), _cam_dirs(cams), ids)
+    require_dirs(root, [cam_dir_name(c) for c in cams], "SYSU-MM01")
+    ids = read_id_file(id_file(root, "test"))
+    return identity_folders(root, _camera_dirs(cams), ids, modality)
 
 
-def lists_of(entries: list[tuple[str, int, int]]) -> Lists:
-    paths = [path for path, _, _ in entries]
-    return paths, np.array([pid for _, _, pid in entries]), np.array([cam for _, cam, _ in entries])
+def query_samples(data_path: str | Path) -> tuple[Sample, ...]:
+    """All infrared images (cams 3, 6) of the test ids: the queries of both modes."""
+    return every_image(_test_folders(data_path, INFRARED_CAMS, Modality.INFRARED))
 
 
-def draw_gallery(listing: Listing, trial: int) -> Lists:
-    """One random image per folder, drawn in folder order from ``random.Random(trial)``."""
-    rng = random.Random(trial)
-    return lists_of([(img_dir + "/" + rng.choice(names), cam, pid) for img_dir, cam, pid, names in listing if names])
-
-
-def process_query_sysu(data_path: str | Path, mode: str = "all") -> Lists:
-    """All infrared images (cams 3, 6) of the test ids, for either mode: ``(paths, pids, camids)``."""
-    _check_mode(mode)
-    listing = _test_listing(data_path, INFRARED_CAMS)
-    return lists_of([(img_dir + "/" + name, cam, pid) for img_dir, cam, pid, names in listing for name in names])
-
-
-def process_gallery_sysu(data_path: str | Path, mode: str = "all", trial: int = 0) -> Lists:
+def gallery_samples(data_path: str | Path, mode: str = "all", trial: int = 0) -> tuple[Sample, ...]:
     """Single-shot visible gallery of one trial: per test id and camera (all: 1,2,4,5; indoor: 1,2) one image."""
     _check_mode(mode)
-    return draw_gallery(_test_listing(data_path, GALLERY_CAMS[mode]), trial)
+    return draw_single_shot(_test_folders(data_path, GALLERY_CAMS[mode], Modality.VISIBLE), trial)
 
 
-def relabel(
-    visible: list[tuple[Path, int, int]], infrared: list[tuple[Path, int, int]], dataset: str
-) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
-    """Samples with pids relabelled 0..n-1 (sorted raw ids) over the ids seen in both modalities.
-
-    Args:
-        visible, infrared: ``(path, raw_pid, camid)`` per image.
-        dataset: name for the log message about ids dropped for lacking one modality.
-    """
-    vis_ids, ir_ids = {p for _, p, _ in visible}, {p for _, p, _ in infrared}
-    if vis_ids != ir_ids:
-        logger.warning(
-            "%s: %d training ids lack one modality and are left out: %s",
-            dataset,
-            len(vis_ids ^ ir_ids),
-            sorted(vis_ids ^ ir_ids)[:10],
-        )
-    label = {pid: i for i, pid in enumerate(sorted(vis_ids & ir_ids))}
-
-    def samples(items: list[tuple[Path, int, int]], modality: Modality) -> tuple[Sample, ...]:
-        return tuple(Sample(path, label[pid], cam, modality) for path, pid, cam in items if pid in label)
-
-    return samples(visible, Modality.VISIBLE), samples(infrared, Modality.INFRARED)
+def process_query_sysu(data_path: str | Path, mode: str = "all") -> ProtocolLists:
+    """:func:`query_samples` as AGW's ``(paths, pids, camids)``, for either mode."""
+    _check_mode(mode)
+    return protocol_lists(query_samples(data_path))
 
 
-def to_samples(lists: Lists, modality: Modality) -> tuple[Sample, ...]:
-    paths, pids, cams = lists
-    return tuple(Sample(Path(p), int(pid), int(cam), modality) for p, pid, cam in zip(paths, pids, cams, strict=True))
+def process_gallery_sysu(data_path: str | Path, mode: str = "all", trial: int = 0) -> ProtocolLists:
+    """:func:`gallery_samples` as AGW's ``(paths, pids, camids)``."""
+    return protocol_lists(gallery_samples(data_path, mode, trial))
 
 
 class SYSUMM01(VIReIDDataset):
@@ -151,16 +112,16 @@ class SYSUMM01(VIReIDDataset):
     def __init__(self, root: str | Path, num_trials: int = NUM_TRIALS) -> None:
         self.root = Path(root)
         self.num_trials = num_trials
-        require_dirs(self.root, [f"cam{c}" for c in range(1, 7)] + ["exp"], "SYSU-MM01")
-        exp = self.root / "exp"
-        train_ids = read_id_file(exp / "train_id.txt") + read_id_file(exp / "val_id.txt")
-        read_id_file(exp / "test_id.txt")  # fail now, not at the first evaluation
+        require_dirs(self.root, [cam_dir_name(c) for c in CAMERAS] + [ID_FOLDER], "SYSU-MM01")
+        train_ids = read_id_file(id_file(self.root, "train")) + read_id_file(id_file(self.root, "val"))
+        read_id_file(id_file(self.root, "test"))  # fail now, not at the first evaluation
 
-        def items(cams: Sequence[int]) -> list[tuple[Path, int, int]]:
-            listing = list_identity_folders(str(self.root), _cam_dirs(cams), set(train_ids))
-            return [(Path(d) / n, pid, cam) for d, cam, pid, names in listing for n in names]
+        def samples(cams: Sequence[int], modality: Modality) -> tuple[Sample, ...]:
+            return every_image(identity_folders(self.root, _camera_dirs(cams), set(train_ids), modality))
 
-        self.train_visible, self.train_infrared = relabel(items(VISIBLE_CAMS), items(INFRARED_CAMS), self.name)
+        self.train_visible, self.train_infrared = relabel(
+            samples(VISIBLE_CAMS, Modality.VISIBLE), samples(INFRARED_CAMS, Modality.INFRARED), self.name
+        )
         if not self.train_visible:
             raise DatasetLayoutError(f"SYSU-MM01: no training images under {self.root}/cam*/<pid:04d>/")
         logger.info(
@@ -172,13 +133,12 @@ class SYSUMM01(VIReIDDataset):
 
     def eval_splits(self) -> list[EvalSplit]:
         """``sysu/{all,indoor}/trial{t}``: all IR test images against each trial's single-shot visible gallery."""
-        query = to_samples(process_query_sysu(self.root), Modality.INFRARED)
+        query = query_samples(self.root)
         if not query:
             raise DatasetLayoutError(f"SYSU-MM01: no infrared images of the test ids under {self.root}/cam{{3,6}}/")
         splits = []
         for mode, cams in GALLERY_CAMS.items():
-            listing = _test_listing(self.root, cams)
+            folders = _test_folders(self.root, cams, Modality.VISIBLE)
             for trial in range(self.num_trials):
-                gallery = to_samples(draw_gallery(listing, trial), Modality.VISIBLE)
-                splits.append(EvalSplit(f"sysu/{mode}/trial{trial}", query, gallery))
+                splits.append(EvalSplit("sysu", mode, trial, query, draw_single_shot(folders, trial)))
         return splits

@@ -10,7 +10,7 @@ import pytest
 from common.modality import Modality
 from tests.training.agw_reference import ref_eval_llcm, ref_eval_regdb, ref_eval_sysu
 from training.data.base import EvalSplit, Sample
-from training.evaluation import NoValidQueryError, eval_llcm, eval_regdb, eval_sysu, evaluate_split
+from training.metrics import NoValidQueryError, eval_llcm, eval_regdb, eval_sysu, split_metrics
 
 
 def test_eval_sysu_hand_worked() -> None:
@@ -196,10 +196,10 @@ def test_evaluate_split_uses_the_protocol_of_its_data_set() -> None:
     gallery = samples([1, 2, 1, 3, 2], [2, 1, 1, 4, 2], Modality.VISIBLE)
     distmat = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.1, 0.2, 0.3]])
 
-    cmc, mAP, _ = evaluate_split(distmat, EvalSplit("sysu/all/trial0", query, gallery), max_rank=5)
+    cmc, mAP, _ = split_metrics(distmat, EvalSplit("sysu", "all", 0, query, gallery), max_rank=5)
     np.testing.assert_allclose(cmc, [0.0, 0.5, 1.0, 1.0, 1.0])
     assert mAP == pytest.approx(11 / 24)
-    regdb = evaluate_split(distmat, EvalSplit("regdb/vis2ir/trial1", query, gallery), max_rank=5)
+    regdb = split_metrics(distmat, EvalSplit("regdb", "vis2ir", 1, query, gallery), max_rank=5)
     assert regdb[1] == pytest.approx(eval_regdb(distmat, np.array([1, 2]), np.array([1, 2, 1, 3, 2]))[1])
     with pytest.raises(ValueError, match="no evaluation protocol"):
-        evaluate_split(distmat, EvalSplit("market/x", query, gallery))
+        split_metrics(distmat, EvalSplit("market", "x", 0, query, gallery))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import assert_never
 
 import numpy as np
 
@@ -108,20 +109,19 @@ def eval_regdb(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, max_
     return _evaluate(distmat, q_pids, g_pids, lambda rows: None, distinct=False, max_rank=max_rank)
 
 
-def evaluate_split(distmat: np.ndarray, split: EvalSplit, max_rank: int = 20) -> Metrics:
-    """Metrics of one :class:`EvalSplit` with its data set's protocol, chosen by the name prefix (``sysu/...``)."""
+def split_metrics(distmat: np.ndarray, split: EvalSplit, max_rank: int = 20) -> Metrics:
+    """Metrics of one :class:`EvalSplit` with its ``protocol``."""
     q_pids = np.array([s.pid for s in split.query])
     g_pids = np.array([s.pid for s in split.gallery])
     q_camids = np.array([s.camid for s in split.query])
     g_camids = np.array([s.camid for s in split.gallery])
-    protocol = split.name.split("/", 1)[0]
-    if protocol == "sysu":
+    if split.protocol == "sysu":
         return eval_sysu(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
-    if protocol == "llcm":
+    if split.protocol == "llcm":
         return eval_llcm(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
-    if protocol == "regdb":
+    if split.protocol == "regdb":
         return eval_regdb(distmat, q_pids, g_pids, max_rank)
-    raise ValueError(f"no evaluation protocol for split {split.name!r}; expected a sysu/, llcm/ or regdb/ prefix")
+    assert_never(split.protocol)
 
 
 def _check(distmat: np.ndarray, max_rank: int, **labels: np.ndarray) -> list[np.ndarray]:
