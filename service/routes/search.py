@@ -13,10 +13,10 @@ from starlette.datastructures import UploadFile
 
 from common.modality import Modality
 from index.base import SearchFilter
-from service.deps import ModalityDep, RuntimeDep, parse_modality
+from service.deps import EmbedderDep, GalleryDep, MetricsDep, ModalityDep, ModelDep, SettingsDep, parse_modality
+from service.embedder import Embedder
 from service.errors import BadParameterError, UnsupportedMediaTypeError
 from service.images import read_uploads
-from service.runtime import Runtime
 from service.schemas import EmbeddingQuery, MatchOut, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"])
@@ -66,16 +66,16 @@ def check_embedding(values: list[float], dim: int) -> np.ndarray:
     return q.reshape(1, dim)
 
 
-async def _query_from_json(request: Request, runtime: Runtime) -> np.ndarray:
+async def _query_from_json(request: Request, dim: int) -> np.ndarray:
     try:
         body = EmbeddingQuery.model_validate_json(await request.body())
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from exc
-    return check_embedding(body.embedding, runtime.embedding_dim)
+    return check_embedding(body.embedding, dim)
 
 
-async def _query_from_image(request: Request, runtime: Runtime, modality: Modality) -> np.ndarray:
+async def _query_from_image(request: Request, embedder: Embedder, modality: Modality) -> np.ndarray:
     async with request.form(max_files=1, max_fields=0) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
@@ -83,7 +83,7 @@ async def _query_from_image(request: Request, runtime: Runtime, modality: Modali
                 [{"type": "missing", "loc": ("body", "file"), "msg": "Field required (the query image)", "input": None}]
             )
         uploads = await read_uploads([file], max_files=1)
-    return await runtime.embed_uploads(modality, uploads, endpoint="search")
+    return await embedder.embed(modality, uploads, endpoint="search")
 
 
 @router.post(
@@ -95,7 +95,11 @@ async def _query_from_image(request: Request, runtime: Runtime, modality: Modali
 )
 async def search(
     request: Request,
-    runtime: RuntimeDep,
+    gallery: GalleryDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+    model: ModelDep,
+    settings: SettingsDep,
     modality: ModalityDep,
     top_k: Annotated[int | None, Query(ge=1, description="matches to return (default VIREID_DEFAULT_TOP_K)")] = None,
     target: Annotated[
@@ -109,26 +113,26 @@ async def search(
 
     Example: `curl -F file=@ir_crop.jpg 'http://localhost:8000/search?modality=ir&top_k=5'`
     """
-    k = top_k if top_k is not None else runtime.settings.default_top_k
-    if k > runtime.settings.max_top_k:
-        raise BadParameterError(f"top_k={k} exceeds the limit of {runtime.settings.max_top_k}")
+    k = top_k if top_k is not None else settings.default_top_k
+    if k > settings.max_top_k:
+        raise BadParameterError(f"top_k={k} exceeds the limit of {settings.max_top_k}")
     searched = parse_target(target, modality)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "application/json":
-        query = await _query_from_json(request, runtime)
+        query = await _query_from_json(request, model.embedding_dim)
     elif media == "multipart/form-data":
-        query = await _query_from_image(request, runtime, modality)
+        query = await _query_from_image(request, embedder, modality)
     else:
         raise UnsupportedMediaTypeError(
             f"content type {media or '(none)'!r}: send multipart/form-data with a `file`, or application/json"
         )
     where = SearchFilter(modality=searched, label=label, camera=camera, min_score=min_score)
-    with runtime.metrics.time("search"):
-        results = await run_in_threadpool(runtime.gallery.search, query, k, where)
+    with metrics.time("search"):
+        results = await run_in_threadpool(gallery.search, query, k, where)
     return SearchResponse(
         query_modality=modality,
         target_modality=searched,
-        model_version=runtime.model_version,
+        model_version=model.model_version,
         top_k=k,
         matches=[MatchOut.of(m) for m in results[0]],
     )
