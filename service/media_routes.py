@@ -76,16 +76,16 @@ def document_shared_operations(app: FastAPI) -> None:
         nonlocal merged
         schema = generate()  # cached by FastAPI until the routes change
         if schema is not merged:
-            merge_shared_operations(schema, app)
+            _merge_shared_operations(schema, app)
             merged = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend its schema
 
 
-def merge_shared_operations(schema: dict[str, Any], app: FastAPI) -> None:
+def _merge_shared_operations(schema: dict[str, Any], app: FastAPI) -> None:
     """Rewrite, in ``schema``, each operation several of ``app``'s routes share (see ``document_shared_operations``)."""
-    for (path, method), routes in shared_operations(app.routes).items():
+    for (path, method), routes in _shared_operations(app.routes).items():
         alone = [_schema_of(app, route) for route in routes]
         operations = [s["paths"][path][method] for s in alone]
         schema["paths"][path][method] = {**operations[0], "requestBody": _merged_request_body(operations)}
@@ -96,7 +96,7 @@ def merge_shared_operations(schema: dict[str, Any], app: FastAPI) -> None:
                     known.setdefault(name, entry)
 
 
-def shared_operations(routes: list[BaseRoute]) -> dict[tuple[str, str], list[RouteContext]]:
+def _shared_operations(routes: list[BaseRoute]) -> dict[tuple[str, str], list[RouteContext]]:
     """The documented API routes grouped by (path, lower-case method), only the groups of two or more."""
     groups: dict[tuple[str, str], list[RouteContext]] = {}
     for route in iter_route_contexts(routes):
