@@ -183,12 +183,6 @@ class MetadataStore:
                 counts[Modality(modality)] = int(count)
         return counts
 
-    def next_id(self) -> int:
-        """The id the next added item will get."""
-        with self._reader() as conn:
-            (value,) = conn.execute("SELECT value FROM counters WHERE name = 'next_id'").fetchone()
-        return int(value)
-
     def ids(self, modality: Modality, label: str | None = None, camera: str | None = None) -> np.ndarray:
         """Sorted int64 ids of one modality, optionally restricted to a label and/or camera."""
         sql, args = "SELECT id FROM items WHERE modality = ?", [Modality(modality).value]

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
+from service.media_routes import document_shared_operations
 from service.metrics import Metrics, RequestCounterMiddleware
 from service.routes import embed, gallery, health, search
 from service.runtime import open_runtime
@@ -51,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
     for module in (embed, gallery, search, health):
         app.include_router(module.router)
+    document_shared_operations(app)  # POST /search: one operation, a multipart and a JSON body
     return app

@@ -68,11 +68,6 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._held: list[_Job] = []  # taken from the queue by the collector, not yet resolved
 
-    @property
-    def running(self) -> bool:
-        """True between ``start()`` and ``stop()``."""
-        return self._executor is not None
-
     async def start(self) -> None:
         """Create the thread pool and, with batching on, the collector task."""
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"encode-{self.name}")

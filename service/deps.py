@@ -1,11 +1,15 @@
-"""Request dependencies as ``Annotated`` aliases: the loaded runtime, settings, metrics, modality, API key.
+"""Request dependencies as ``Annotated`` aliases, one per thing a route touches.
 
-All are ``async def``: FastAPI would run a plain ``def`` dependency in a worker thread, a hop per request.
+The loaded pieces (``GalleryDep``, ``EmbedderDep``, ``EncodersDep``, ``ModelDep``) answer 503 ``not_ready``
+before the lifespan finished loading and after shutdown began; ``SettingsDep``, ``MetricsDep`` and
+``GalleryIfLoadedDep`` work at any time. All are ``async def``: FastAPI would run a plain ``def``
+dependency in a worker thread, a hop per request.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -13,28 +17,17 @@ from fastapi.security import APIKeyHeader
 
 from common.modality import Modality
 from index.base import Gallery
+from service.embedder import Embedder
+from service.encoder import OnnxEncoder
 from service.errors import BadParameterError, NotReadyError, UnauthorizedError
 from service.metrics import Metrics
-from service.runtime import Runtime
+from service.runtime import ModelIdentity, Runtime
 from service.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
 _api_key_scheme = APIKeyHeader(
     name=API_KEY_HEADER, auto_error=False, description="required for writes when VIREID_API_KEY is set"
 )
-
-
-async def get_runtime(request: Request) -> Runtime:
-    """The loaded runtime; 503 before the lifespan finished loading or after shutdown began."""
-    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-    if runtime is None:
-        raise NotReadyError("the service is not ready: encoders and gallery are not loaded (starting or stopping)")
-    return runtime
-
-
-async def get_gallery(request: Request) -> Gallery:
-    """The gallery of the loaded runtime."""
-    return (await get_runtime(request)).gallery
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,6 +40,47 @@ async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+async def get_runtime_or_none(request: Request) -> Runtime | None:
+    """What the lifespan loaded, or None before it finished loading and after shutdown began."""
+    runtime: Runtime | None = request.app.state.runtime
+    return runtime
+
+
+async def get_runtime(runtime: Annotated[Runtime | None, Depends(get_runtime_or_none)]) -> Runtime:
+    """What the lifespan loaded; 503 before it finished loading or after shutdown began."""
+    if runtime is None:
+        raise NotReadyError("the service is not ready: encoders and gallery are not loaded (starting or stopping)")
+    return runtime
+
+
+_RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_gallery(runtime: _RuntimeDep) -> Gallery:
+    """The gallery."""
+    return runtime.gallery
+
+
+async def get_gallery_if_loaded(runtime: Annotated[Runtime | None, Depends(get_runtime_or_none)]) -> Gallery | None:
+    """The gallery, or None while it is not loaded."""
+    return runtime.gallery if runtime is not None else None
+
+
+async def get_embedder(runtime: _RuntimeDep) -> Embedder:
+    """The embedder: uploads to embeddings through the encoders' micro-batchers."""
+    return runtime.embedder
+
+
+async def get_encoders(runtime: _RuntimeDep) -> Mapping[Modality, OnnxEncoder]:
+    """The encoder of each modality."""
+    return runtime.encoders
+
+
+async def get_model(runtime: _RuntimeDep) -> ModelIdentity:
+    """Version and embedding dimension of the loaded model."""
+    return runtime.model
 
 
 def parse_modality(value: str, name: str = "modality") -> Modality:
@@ -70,9 +104,19 @@ async def query_modality(
     return parse_modality(modality)
 
 
-async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+GalleryIfLoadedDep = Annotated[Gallery | None, Depends(get_gallery_if_loaded)]
+EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
+EncodersDep = Annotated[Mapping[Modality, OnnxEncoder], Depends(get_encoders)]
+ModelDep = Annotated[ModelIdentity, Depends(get_model)]
+ModalityDep = Annotated[Modality, Depends(query_modality)]
+
+
+async def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
     """Let a write through only with the configured API key (every request passes when none is configured)."""
-    expected = (await get_settings(request)).api_key
+    expected = settings.api_key
     if expected is None:
         return
     if key is None:
@@ -81,9 +125,4 @@ async def require_api_key(request: Request, key: Annotated[str | None, Security(
         raise UnauthorizedError(f"wrong {API_KEY_HEADER}")
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-GalleryDep = Annotated[Gallery, Depends(get_gallery)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ModalityDep = Annotated[Modality, Depends(query_modality)]
 WRITE_ACCESS = Depends(require_api_key)

@@ -3,7 +3,8 @@
 Statuses: 400 bad parameter value, 401 missing/wrong API key on a write, 404 unknown gallery id or route,
 413 body over ``max_body_bytes`` (checked from Content-Length and while reading) or an image over
 ``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding), 415 not a decodable
-image, 422 request validation (FastAPI's, reshaped), 503 encoders or gallery not loaded.
+image or a Content-Type no route at that path and method takes, 422 request validation (FastAPI's, reshaped),
+503 encoders or gallery not loaded.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.modality import Modality
+from index.base import Gallery
 
 Stage = Literal["decode", "encode", "search", "metadata"]
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -71,6 +73,11 @@ class Metrics:
         """Publish the gallery size per modality."""
         for modality, count in counts.items():
             self.gallery_items.labels(modality=modality.value).set(count)
+
+
+async def refresh_gallery_gauge(metrics: Metrics, gallery: Gallery) -> None:
+    """Count the gallery per modality (in a worker thread) and publish the counts."""
+    metrics.set_gallery_counts(await run_in_threadpool(gallery.counts))
 
 
 class RequestCounterMiddleware:

@@ -1,76 +1,51 @@
-"""What the lifespan loads: encoders, micro-batchers and the gallery, with the operations routes share."""
+"""What the lifespan loads: the encoders, the embedder built on them, the gallery, and the model they share.
+
+Routes never take the ``Runtime`` itself: ``service.deps`` hands each one the pieces it uses.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from common.modality import Modality
 from index.base import Gallery
 from index.gallery import FaissGallery
-from service.batching import MicroBatcher
+from service.embedder import Embedder, start_embedder
 from service.encoder import OnnxEncoder, load_encoders
-from service.images import Upload, decode_batch
-from service.metrics import Metrics
+from service.metrics import Metrics, refresh_gallery_gauge
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model both encoders and the gallery belong to (checked at load)."""
+
+    model_version: str
+    embedding_dim: int
+
+
+@dataclass(frozen=True)
 class Runtime:
-    """The loaded service: one encoder and batcher per modality, one gallery, shared thread pools."""
+    """The loaded service: one encoder per modality, the embedder running them, the gallery, their model."""
 
-    settings: Settings
-    metrics: Metrics
     encoders: dict[Modality, OnnxEncoder]
-    batchers: dict[Modality, MicroBatcher]
+    embedder: Embedder
     gallery: Gallery
-    decode_pool: ThreadPoolExecutor
-
-    @property
-    def model_version(self) -> str:
-        """Version shared by both encoders (checked at load)."""
-        return self.encoders[Modality.VISIBLE].card.model_version
-
-    @property
-    def embedding_dim(self) -> int:
-        """Embedding dimension shared by both encoders (checked at load)."""
-        return self.encoders[Modality.VISIBLE].card.embedding_dim
-
-    async def embed_uploads(self, modality: Modality, uploads: Sequence[Upload], endpoint: str) -> np.ndarray:
-        """Decode (thread pool) and embed (micro-batcher) the uploads; returns float32 ``(N, D)``."""
-        card = self.encoders[modality].card
-        loop = asyncio.get_running_loop()
-        with self.metrics.time("decode"):
-            batch = await loop.run_in_executor(
-                self.decode_pool, partial(decode_batch, uploads, card, self.settings.max_image_pixels)
-            )
-        embeddings = await self.batchers[modality].embed(batch)
-        self.metrics.images.labels(endpoint=endpoint, modality=modality.value).inc(len(uploads))
-        return embeddings
-
-    async def refresh_gallery_gauge(self) -> None:
-        """Publish the gallery size per modality."""
-        self.metrics.set_gallery_counts(await run_in_threadpool(self.gallery.counts))
+    model: ModelIdentity
 
     async def close(self) -> None:
-        """Stop the batchers, close the gallery, release the decode threads."""
-        for batcher in self.batchers.values():
-            await batcher.stop()
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the embedder, then close the gallery."""
+        await self.embedder.close()
         await run_in_threadpool(self.gallery.close)
 
 
 async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
-    """Load encoders (refusing a mismatched pair), open the gallery for their model, start the batchers.
+    """Load encoders (refusing a mismatched pair), open the gallery for their model, start the embedder.
 
     Raises:
         EncoderLoadError: encoders missing, unreadable or mismatched.
@@ -83,33 +58,17 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     gallery = await run_in_threadpool(
         FaissGallery.open, settings.data_dir, card.embedding_dim, card.model_version, card.git_sha, settings.index
     )
-    batchers = {
-        m: MicroBatcher(
-            encoders[m].embed,
-            name=m.value,
-            batching=settings.batching,
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            workers=settings.inference_workers,
-            observer=partial(metrics.observe_batch, m),
-        )
-        for m in Modality
-    }
-    for batcher in batchers.values():
-        await batcher.start()
     runtime = Runtime(
-        settings=settings,
-        metrics=metrics,
         encoders=encoders,
-        batchers=batchers,
+        embedder=await start_embedder(encoders, settings, metrics),
         gallery=gallery,
-        decode_pool=ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode"),
+        model=ModelIdentity(model_version=card.model_version, embedding_dim=card.embedding_dim),
     )
-    await runtime.refresh_gallery_gauge()
+    await refresh_gallery_gauge(metrics, gallery)
     logger.info(
         "service ready: model %s (dim %d), providers %s, gallery %s at %s",
-        runtime.model_version,
-        runtime.embedding_dim,
+        runtime.model.model_version,
+        runtime.model.embedding_dim,
         {m.value: e.providers for m, e in encoders.items()},
         {m.value: n for m, n in gallery.counts().items()},
         settings.data_dir,

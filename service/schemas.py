@@ -21,6 +21,7 @@ _ITEM_EXAMPLE: dict[str, Any] = {
     "extra": {"site": "gate-3"},
     "added_at": "2024-05-01T08:31:12+00:00",
 }
+EMBEDDING_QUERY_EXAMPLE: dict[str, Any] = {"embedding": [0.5, 0.5, 0.5, 0.5]}
 
 
 class ErrorResponse(BaseModel):
@@ -119,7 +120,7 @@ class GalleryPage(BaseModel):
 class EmbeddingQuery(BaseModel):
     """A search by a precomputed embedding (e.g. from /embed) instead of an image."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"embedding": [0.5, 0.5, 0.5, 0.5]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EMBEDDING_QUERY_EXAMPLE]})
 
     embedding: list[float] = Field(min_length=1, description="L2-normalised, embedding_dim values")
 

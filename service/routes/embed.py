@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from service.deps import ModalityDep, RuntimeDep
+from service.deps import EmbedderDep, ModalityDep, ModelDep, SettingsDep
 from service.images import read_uploads
 from service.schemas import EmbedResponse, error_responses
 
@@ -20,7 +20,9 @@ router = APIRouter(tags=["embed"])
     responses=error_responses(400, 413, 415, 422, 503),
 )
 async def embed(
-    runtime: RuntimeDep,
+    embedder: EmbedderDep,
+    model: ModelDep,
+    settings: SettingsDep,
     modality: ModalityDep,
     files: Annotated[list[UploadFile], File(description="one or more image files (any Pillow format)")],
 ) -> EmbedResponse:
@@ -28,11 +30,11 @@ async def embed(
 
     Example: `curl -F files=@crop.jpg 'http://localhost:8000/embed?modality=ir'`
     """
-    uploads = await read_uploads(files, runtime.settings.max_files_per_request)
-    embeddings = await runtime.embed_uploads(modality, uploads, endpoint="embed")
+    uploads = await read_uploads(files, settings.max_files_per_request)
+    embeddings = await embedder.embed(modality, uploads, endpoint="embed")
     return EmbedResponse(
         modality=modality,
-        model_version=runtime.model_version,
-        dim=runtime.embedding_dim,
+        model_version=model.model_version,
+        dim=model.embedding_dim,
         embeddings=embeddings.tolist(),
     )

@@ -12,9 +12,18 @@ from starlette.concurrency import run_in_threadpool
 
 from common.modality import Modality
 from index.base import NewItem
-from service.deps import WRITE_ACCESS, ModalityDep, RuntimeDep, parse_modality
+from service.deps import (
+    WRITE_ACCESS,
+    EmbedderDep,
+    GalleryDep,
+    MetricsDep,
+    ModalityDep,
+    SettingsDep,
+    parse_modality,
+)
 from service.errors import BadParameterError
 from service.images import Upload, read_uploads
+from service.metrics import refresh_gallery_gauge
 from service.schemas import AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
 
 router = APIRouter(tags=["gallery"])
@@ -81,7 +90,10 @@ def _new_item(embedding: Any, modality: Modality, upload: Upload, meta: ItemMeta
     responses=error_responses(400, 401, 413, 415, 422, 503),
 )
 async def add_items(
-    runtime: RuntimeDep,
+    embedder: EmbedderDep,
+    gallery: GalleryDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
     modality: ModalityDep,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
     label: Annotated[str | None, Form(description="person label for every file")] = None,
@@ -101,28 +113,29 @@ async def add_items(
 
     Example: `curl -H 'X-API-Key: $KEY' -F files=@a.jpg -F files=@b.jpg -F label=0042 'http://localhost:8000/gallery?modality=vis'`
     """
-    uploads = await read_uploads(files, runtime.settings.max_files_per_request)
+    uploads = await read_uploads(files, settings.max_files_per_request)
     shared = {"label": label, "camera": camera, "captured_at": captured_at, "source": source}
     metas = parse_metadata(len(uploads), shared, metadata, extra)
-    embeddings = await runtime.embed_uploads(modality, uploads, endpoint="gallery")
+    embeddings = await embedder.embed(modality, uploads, endpoint="gallery")
     items = [_new_item(e, modality, u, m) for e, u, m in zip(embeddings, uploads, metas, strict=True)]
-    ids = await run_in_threadpool(runtime.gallery.add, items)
-    await runtime.refresh_gallery_gauge()
+    ids = await run_in_threadpool(gallery.add, items)
+    await refresh_gallery_gauge(metrics, gallery)
     return AddResponse(modality=modality, ids=ids)
 
 
 @router.get("/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 503))
 async def list_items(
-    runtime: RuntimeDep,
+    gallery: GalleryDep,
+    metrics: MetricsDep,
     offset: Annotated[int, Query(ge=0, description="items to skip (id order)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     modality: Annotated[str | None, Query(description="only this modality: vis|ir")] = None,
 ) -> GalleryPage:
     """A page of items in id order, and the number of items per modality."""
     only = parse_modality(modality) if modality is not None else None
-    with runtime.metrics.time("metadata"):
-        items = await run_in_threadpool(runtime.gallery.list, offset, limit, only)
-        counts = await run_in_threadpool(runtime.gallery.counts)
+    with metrics.time("metadata"):
+        items = await run_in_threadpool(gallery.list, offset, limit, only)
+        counts = await run_in_threadpool(gallery.counts)
     total = counts[only] if only is not None else sum(counts.values())
     return GalleryPage(
         items=[GalleryItemOut.of(i) for i in items], offset=offset, limit=limit, total=total, counts=counts
@@ -132,10 +145,10 @@ async def list_items(
 @router.get(
     "/gallery/{item_id}", response_model=GalleryItemOut, summary="One gallery item", responses=error_responses(404, 503)
 )
-async def get_item(runtime: RuntimeDep, item_id: int) -> GalleryItemOut:
+async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> GalleryItemOut:
     """The item's metadata (no vector)."""
-    with runtime.metrics.time("metadata"):
-        item = await run_in_threadpool(runtime.gallery.get, item_id)
+    with metrics.time("metadata"):
+        item = await run_in_threadpool(gallery.get, item_id)
     return GalleryItemOut.of(item)
 
 
@@ -146,8 +159,8 @@ async def get_item(runtime: RuntimeDep, item_id: int) -> GalleryItemOut:
     dependencies=[WRITE_ACCESS],
     responses=error_responses(401, 404, 503),
 )
-async def delete_item(runtime: RuntimeDep, item_id: int) -> Response:
+async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> Response:
     """Remove the item's vector and metadata; durable on return."""
-    await run_in_threadpool(runtime.gallery.delete, item_id)
-    await runtime.refresh_gallery_gauge()
+    await run_in_threadpool(gallery.delete, item_id)
+    await refresh_gallery_gauge(metrics, gallery)
     return Response(status_code=204)

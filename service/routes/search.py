@@ -1,45 +1,46 @@
-"""POST /search: rank gallery items against a query image or a query embedding."""
+"""POST /search: rank gallery items against a query image (multipart) or a query embedding (JSON).
+
+The two bodies are two endpoints at the same path and method, told apart by Content-Type (``MediaTypeRoute``)
+and documented as one operation (``service.media_routes.document_shared_operations``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from common.modality import Modality
-from index.base import SearchFilter
-from service.deps import ModalityDep, RuntimeDep, parse_modality
-from service.errors import BadParameterError, UnsupportedMediaTypeError
+from index.base import Gallery, SearchFilter
+from service.deps import EmbedderDep, GalleryDep, MetricsDep, ModalityDep, ModelDep, SettingsDep, parse_modality
+from service.errors import BadParameterError
 from service.images import read_uploads
-from service.runtime import Runtime
-from service.schemas import EmbeddingQuery, MatchOut, SearchResponse, error_responses
+from service.media_routes import MediaTypeRoute
+from service.metrics import Metrics
+from service.runtime import ModelIdentity
+from service.schemas import EMBEDDING_QUERY_EXAMPLE, EmbeddingQuery, MatchOut, SearchResponse, error_responses
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=MediaTypeRoute)
 
 NORM_TOLERANCE = 1e-3
 ALL_MODALITIES = ("any", "all")
-
-_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary", "description": "the query image"}},
-            }
-        },
-        "application/json": {
-            "schema": EmbeddingQuery.model_json_schema(),
-            "examples": {"embedding": {"value": {"embedding": [0.5, 0.5, 0.5, 0.5]}}},
-        },
-    },
+_OPERATION: dict[str, Any] = {
+    "response_model": SearchResponse,
+    "summary": "Search the gallery with an image or an embedding",
+    "responses": error_responses(400, 413, 415, 422, 503),
 }
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a search asks for besides the query itself: its modality, how many matches, which items."""
+
+    modality: Modality
+    top_k: int
+    where: SearchFilter
 
 
 def parse_target(target: str | None, query: Modality) -> Modality | None:
@@ -66,36 +67,8 @@ def check_embedding(values: list[float], dim: int) -> np.ndarray:
     return q.reshape(1, dim)
 
 
-async def _query_from_json(request: Request, runtime: Runtime) -> np.ndarray:
-    try:
-        body = EmbeddingQuery.model_validate_json(await request.body())
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from exc
-    return check_embedding(body.embedding, runtime.embedding_dim)
-
-
-async def _query_from_image(request: Request, runtime: Runtime, modality: Modality) -> np.ndarray:
-    async with request.form(max_files=1, max_fields=0) as form:
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise RequestValidationError(
-                [{"type": "missing", "loc": ("body", "file"), "msg": "Field required (the query image)", "input": None}]
-            )
-        uploads = await read_uploads([file], max_files=1)
-    return await runtime.embed_uploads(modality, uploads, endpoint="search")
-
-
-@router.post(
-    "/search",
-    response_model=SearchResponse,
-    summary="Search the gallery with an image or an embedding",
-    openapi_extra={"requestBody": _REQUEST_BODY},
-    responses=error_responses(400, 413, 415, 422, 503),
-)
-async def search(
-    request: Request,
-    runtime: RuntimeDep,
+async def search_query(
+    settings: SettingsDep,
     modality: ModalityDep,
     top_k: Annotated[int | None, Query(ge=1, description="matches to return (default VIREID_DEFAULT_TOP_K)")] = None,
     target: Annotated[
@@ -104,31 +77,59 @@ async def search(
     min_score: Annotated[float | None, Query(ge=-1.0, le=1.0, description="drop matches scoring below")] = None,
     label: Annotated[str | None, Query(description="only items with this label")] = None,
     camera: Annotated[str | None, Query(description="only items from this camera")] = None,
+) -> SearchQuery:
+    """The query parameters both forms of /search take; 400 on a top_k over the limit or an unknown target."""
+    k = top_k if top_k is not None else settings.default_top_k
+    if k > settings.max_top_k:
+        raise BadParameterError(f"top_k={k} exceeds the limit of {settings.max_top_k}")
+    where = SearchFilter(modality=parse_target(target, modality), label=label, camera=camera, min_score=min_score)
+    return SearchQuery(modality=modality, top_k=k, where=where)
+
+
+SearchQueryDep = Annotated[SearchQuery, Depends(search_query)]
+
+
+async def ranked(
+    query: SearchQuery, vector: np.ndarray, gallery: Gallery, metrics: Metrics, model: ModelIdentity
+) -> SearchResponse:
+    """Search the gallery for ``vector`` (float32 ``(1, D)``) as ``query`` asks; the response body."""
+    with metrics.time("search"):
+        results = await run_in_threadpool(gallery.search, vector, query.top_k, query.where)
+    return SearchResponse(
+        query_modality=query.modality,
+        target_modality=query.where.modality,
+        model_version=model.model_version,
+        top_k=query.top_k,
+        matches=[MatchOut.of(m) for m in results[0]],
+    )
+
+
+@router.post("/search", **_OPERATION, form_limits={"max_files": 1, "max_fields": 0})
+async def search(
+    gallery: GalleryDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+    model: ModelDep,
+    query: SearchQueryDep,
+    file: Annotated[UploadFile, File(description="the query image")],
 ) -> SearchResponse:
     """Ranked matches, best first. Send the query image as multipart field `file`, or JSON `{"embedding": [...]}`.
 
     Example: `curl -F file=@ir_crop.jpg 'http://localhost:8000/search?modality=ir&top_k=5'`
     """
-    k = top_k if top_k is not None else runtime.settings.default_top_k
-    if k > runtime.settings.max_top_k:
-        raise BadParameterError(f"top_k={k} exceeds the limit of {runtime.settings.max_top_k}")
-    searched = parse_target(target, modality)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "application/json":
-        query = await _query_from_json(request, runtime)
-    elif media == "multipart/form-data":
-        query = await _query_from_image(request, runtime, modality)
-    else:
-        raise UnsupportedMediaTypeError(
-            f"content type {media or '(none)'!r}: send multipart/form-data with a `file`, or application/json"
-        )
-    where = SearchFilter(modality=searched, label=label, camera=camera, min_score=min_score)
-    with runtime.metrics.time("search"):
-        results = await run_in_threadpool(runtime.gallery.search, query, k, where)
-    return SearchResponse(
-        query_modality=modality,
-        target_modality=searched,
-        model_version=runtime.model_version,
-        top_k=k,
-        matches=[MatchOut.of(m) for m in results[0]],
-    )
+    uploads = await read_uploads([file], max_files=1)
+    vector = await embedder.embed(query.modality, uploads, endpoint="search")
+    return await ranked(query, vector, gallery, metrics, model)
+
+
+@router.post("/search", **_OPERATION)
+async def search_by_embedding(
+    gallery: GalleryDep,
+    metrics: MetricsDep,
+    model: ModelDep,
+    query: SearchQueryDep,
+    body: Annotated[EmbeddingQuery, Body(openapi_examples={"embedding": {"value": EMBEDDING_QUERY_EXAMPLE}})],
+) -> SearchResponse:
+    """Ranked matches for a query embedding (as /embed returns), sent as JSON `{"embedding": [...]}`."""
+    vector = check_embedding(body.embedding, model.embedding_dim)
+    return await ranked(query, vector, gallery, metrics, model)
