@@ -31,7 +31,8 @@ from common.fsio import file_sha256
 from common.modality import Modality
 from common.model_card import encoder_filename
 from training.data.base import DatasetLayoutError
-from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS, read_id_file
+from training.data.layout import read_id_file
+from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS, id_file, identity_folder
 
 logger = logging.getLogger(__name__)
 
@@ -305,14 +306,14 @@ class Steps:
 
 def identity_crops(root: Path, cams: tuple[int, ...]) -> list[Path]:
     """Images of the test identities (``exp/test_id.txt``) from the given cameras, sorted by identity then camera."""
-    id_file = root / "exp" / "test_id.txt"
-    if not id_file.is_file():
-        raise DemoError(f"{id_file} not found: {root} is not a SYSU-MM01-layout data set")
+    test_ids = id_file(root, "test")
+    if not test_ids.is_file():
+        raise DemoError(f"{test_ids} not found: {root} is not a SYSU-MM01-layout data set")
     try:
-        pids = sorted(read_id_file(id_file))
+        pids = sorted(read_id_file(test_ids))
     except DatasetLayoutError as exc:
         raise DemoError(str(exc)) from exc
-    return [p for pid in pids for cam in cams for p in find_images_or_none(root / f"cam{cam}" / f"{pid:04d}")]
+    return [p for pid in pids for cam in cams for p in find_images_or_none(identity_folder(root, cam, pid))]
 
 
 def find_images_or_none(folder: Path) -> list[Path]:

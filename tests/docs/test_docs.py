@@ -25,8 +25,8 @@ TOP_DIRS = (
     "scripts",
 )
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".sh", ".txt", ".cfg"}
-# A path into the repository: a top-level folder, then path characters (braces expand: {a,b}).
-_PATH = re.compile(r"(?<![\w./<>{}-])(?:" + "|".join(TOP_DIRS) + r")/[\w./{},-]*+(?!:\d)")  # not an image ref (docker/dockerfile:1)
+# A path into the repository: a top-level folder, then path characters; not an image ref (docker/dockerfile:1).
+_PATH = re.compile(r"(?<![\w./<>{}-])(?:" + "|".join(TOP_DIRS) + r")/[\w./{},-]*+(?!:\d)")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _OUTSIDE = re.compile(r"\.\./shared|shared/(?:METHOD|STYLE)\.md|\bMETHOD\.md|\bSTYLE\.md|seed/paper-draft")
 
