@@ -48,7 +48,10 @@ async def get_runtime_or_none(request: Request) -> Runtime | None:
     return runtime
 
 
-async def get_runtime(runtime: Annotated[Runtime | None, Depends(get_runtime_or_none)]) -> Runtime:
+_RuntimeOrNoneDep = Annotated[Runtime | None, Depends(get_runtime_or_none)]
+
+
+async def get_runtime(runtime: _RuntimeOrNoneDep) -> Runtime:
     """What the lifespan loaded; 503 before it finished loading or after shutdown began."""
     if runtime is None:
         raise NotReadyError("the service is not ready: encoders and gallery are not loaded (starting or stopping)")
@@ -63,7 +66,7 @@ async def get_gallery(runtime: _RuntimeDep) -> Gallery:
     return runtime.gallery
 
 
-async def get_gallery_if_loaded(runtime: Annotated[Runtime | None, Depends(get_runtime_or_none)]) -> Gallery | None:
+async def get_gallery_if_loaded(runtime: _RuntimeOrNoneDep) -> Gallery | None:
     """The gallery, or None while it is not loaded."""
     return runtime.gallery if runtime is not None else None
 

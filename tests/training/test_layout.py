@@ -17,7 +17,7 @@ from training.data.base import DatasetLayoutError, Sample
 from training.data.layout import (
     draw_single_shot,
     every_image,
-    identity_folders,
+    list_identity_folders,
     listed_samples,
     protocol_lists,
     read_id_file,
@@ -47,7 +47,7 @@ def test_identity_folders_sorted_ids_then_given_cameras(tmp_path: Path) -> None:
     for rel in ("cam2/0007/b.jpg", "cam2/0007/a.jpg", "cam1/0007/c.jpg", "cam1/0003/d.jpg", "cam1/0004/x.jpg"):
         _touch(tmp_path / rel)
     (tmp_path / "cam2" / "0003").mkdir()  # an empty folder is listed, with no images
-    folders = identity_folders(tmp_path, [("cam2", 2), ("cam1", 1)], [7, 3], Modality.VISIBLE)
+    folders = list_identity_folders(tmp_path, [("cam2", 2), ("cam1", 1)], [7, 3], Modality.VISIBLE)
     assert [[(str(s.path.relative_to(tmp_path)), s.pid, s.camid) for s in f] for f in folders] == [
         [],
         [("cam1/0003/d.jpg", 3, 1)],

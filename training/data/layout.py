@@ -58,7 +58,7 @@ def require_dirs(root: Path, names: Iterable[str], what: str) -> None:
             raise DatasetLayoutError(f"{what}: folder {root / name} not found; is {root} the data set root?")
 
 
-def identity_folders(
+def list_identity_folders(
     root: str | Path, cam_dirs: Sequence[tuple[str, int]], pids: Iterable[int], modality: Modality
 ) -> list[tuple[Sample, ...]]:
     """The images of each existing ``<root>/<cam_dir>/<pid:04d>`` folder, file names sorted.

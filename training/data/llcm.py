@@ -18,7 +18,7 @@ from training.data.base import DatasetLayoutError, EvalSplit, Sample, VIReIDData
 from training.data.layout import (
     draw_single_shot,
     every_image,
-    identity_folders,
+    list_identity_folders,
     listed_samples,
     read_id_file,
     relabel,
@@ -42,7 +42,7 @@ def _test_folders(data_path: str | Path, modality: Modality) -> list[tuple[Sampl
     require_dirs(root, [TEST_DIRS[modality], "idx"], "LLCM")
     ids = read_id_file(root / "idx" / "test_id.txt")
     cam_dirs = [(f"{TEST_DIRS[modality]}/cam{cam}", cam) for cam in TEST_CAMS[modality]]
-    return identity_folders(root, cam_dirs, ids, modality)
+    return list_identity_folders(root, cam_dirs, ids, modality)
 
 
 def query_samples(data_path: str | Path, modality: Modality) -> tuple[Sample, ...]:

@@ -22,7 +22,7 @@ from training.data.layout import (
     draw_single_shot,
     every_image,
     identity_dir_name,
-    identity_folders,
+    list_identity_folders,
     protocol_lists,
     read_id_file,
     relabel,
@@ -34,9 +34,9 @@ logger = logging.getLogger(__name__)
 CAMERAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 VISIBLE_CAMS: tuple[int, ...] = (1, 2, 4, 5)
 INFRARED_CAMS: tuple[int, ...] = (3, 6)
-GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
+GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": VISIBLE_CAMS, "indoor": (1, 2)}
 NUM_TRIALS = 10
-ID_FOLDER = "exp"
+ID_FILES_DIR = "exp"
 
 Subset = Literal["train", "val", "test"]
 
@@ -53,7 +53,7 @@ def identity_folder(root: Path, cam: int, pid: int) -> Path:
 
 def id_file(root: Path, subset: Subset) -> Path:
     """``<root>/exp/<subset>_id.txt``: one line of comma-separated ids."""
-    return root / ID_FOLDER / f"{subset}_id.txt"
+    return root / ID_FILES_DIR / f"{subset}_id.txt"
 
 
 def _camera_dirs(cams: Sequence[int]) -> list[tuple[str, int]]:
@@ -70,7 +70,7 @@ def _test_folders(data_path: str | Path, cams: Sequence[int], modality: Modality
     root = Path(data_path)
     require_dirs(root, [cam_dir_name(c) for c in cams], "SYSU-MM01")
     ids = read_id_file(id_file(root, "test"))
-    return identity_folders(root, _camera_dirs(cams), ids, modality)
+    return list_identity_folders(root, _camera_dirs(cams), ids, modality)
 
 
 def query_samples(data_path: str | Path) -> tuple[Sample, ...]:
@@ -112,12 +112,12 @@ class SYSUMM01(VIReIDDataset):
     def __init__(self, root: str | Path, num_trials: int = NUM_TRIALS) -> None:
         self.root = Path(root)
         self.num_trials = num_trials
-        require_dirs(self.root, [cam_dir_name(c) for c in CAMERAS] + [ID_FOLDER], "SYSU-MM01")
+        require_dirs(self.root, [cam_dir_name(c) for c in CAMERAS] + [ID_FILES_DIR], "SYSU-MM01")
         train_ids = read_id_file(id_file(self.root, "train")) + read_id_file(id_file(self.root, "val"))
         read_id_file(id_file(self.root, "test"))  # fail now, not at the first evaluation
 
         def samples(cams: Sequence[int], modality: Modality) -> tuple[Sample, ...]:
-            return every_image(identity_folders(self.root, _camera_dirs(cams), set(train_ids), modality))
+            return every_image(list_identity_folders(self.root, _camera_dirs(cams), set(train_ids), modality))
 
         self.train_visible, self.train_infrared = relabel(
             samples(VISIBLE_CAMS, Modality.VISIBLE), samples(INFRARED_CAMS, Modality.INFRARED), self.name
