@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.modality import Modality
+from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from index.base import GalleryItem, Match
 
 _ITEM_EXAMPLE: dict[str, Any] = {
@@ -173,8 +174,8 @@ class ReadyResponse(BaseModel):
                     "model_version": "3f9c2a1b7d40",
                     "embedding_dim": 2048,
                     "providers": {
-                        "vis": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                        "ir": ["CPUExecutionProvider"],
+                        "vis": [CUDA_PROVIDER, CPU_PROVIDER],
+                        "ir": [CPU_PROVIDER],
                     },
                     "gallery": {"vis": 120, "ir": 0},
                     "batching": True,
