@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from service.auth import ApiKeys, AuthMiddleware
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.media_routes import document_shared_operations
@@ -23,7 +24,8 @@ DESCRIPTION = """Visible-infrared person re-identification: embed person crops, 
 modalities (an infrared query searches visible items by default, and the other way round).
 
 Errors are JSON `{"error": code, "detail": message}`. Writes need the `X-API-Key` header when the service
-has an API key configured.
+has an API key configured; with `VIREID_AUTH_READS=true`, every endpoint but `/healthz` and `/readyz` needs it
+(the write key, or the read-only key for reads).
 """
 
 
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, keys=ApiKeys(settings))  # outside the body limit: no key, nothing read
     app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
     for module in (embed, gallery, search, health):
         app.include_router(module.router)

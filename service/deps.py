@@ -8,7 +8,6 @@ dependency in a worker thread, a hop per request.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -17,16 +16,18 @@ from fastapi.security import APIKeyHeader
 
 from common.modality import Modality
 from index.base import Gallery
+from service.auth import API_KEY_HEADER, request_access
 from service.embedder import Embedder
 from service.encoder import OnnxEncoder
-from service.errors import BadParameterError, NotReadyError, UnauthorizedError
+from service.errors import BadParameterError, NotReadyError
 from service.metrics import Metrics
 from service.runtime import ModelIdentity, Runtime
 from service.settings import Settings
 
-API_KEY_HEADER = "X-API-Key"
 _api_key_scheme = APIKeyHeader(
-    name=API_KEY_HEADER, auto_error=False, description="required for writes when VIREID_API_KEY is set"
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="needed for writes when an API key is set, and for reads too with VIREID_AUTH_READS=true",
 )
 
 
@@ -117,15 +118,15 @@ ModelDep = Annotated[ModelIdentity, Depends(get_model)]
 ModalityDep = Annotated[Modality, Depends(query_modality)]
 
 
-async def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
-    """Let a write through only with the configured API key (every request passes when none is configured)."""
-    expected = settings.api_key
-    if expected is None:
-        return
-    if key is None:
-        raise UnauthorizedError(f"this write needs the {API_KEY_HEADER} header (the service has an API key set)")
-    if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise UnauthorizedError(f"wrong {API_KEY_HEADER}")
+async def require_write_access(request: Request, _key: Annotated[str | None, Security(_api_key_scheme)] = None) -> None:
+    """Check that ``service.auth.AuthMiddleware`` let this request through as a write (it checks the key).
+
+    The middleware decides before the body is read, from the method and path alone; a write route it took
+    for a read would skip the write key, so that mismatch is a server error rather than an open door.
+    """
+    access = request_access(request.scope)
+    if access is None or access.kind != "write":
+        raise RuntimeError(f"{request.method} {request.url.path} is a write route, but service.auth saw {access}")
 
 
-WRITE_ACCESS = Depends(require_api_key)
+WRITE_ACCESS = Depends(require_write_access)

@@ -1,10 +1,10 @@
 """Exceptions to HTTP: one table, one handler per entry, every error as ``{"error": code, "detail": message}``.
 
-Statuses: 400 bad parameter value, 401 missing/wrong API key on a write, 404 unknown gallery id or route,
-413 body over ``max_body_bytes`` (checked from Content-Length and while reading) or an image over
-``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding), 415 not a decodable
-image or a Content-Type no route at that path and method takes, 422 request validation (FastAPI's, reshaped),
-503 encoders or gallery not loaded.
+Statuses: 400 bad parameter value, 401 missing/wrong API key where one is needed, 403 the read-only key on a
+write, 404 unknown gallery id or route, 413 body over ``max_body_bytes`` (checked from Content-Length and while
+reading) or an image over ``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding),
+415 not a decodable image or a Content-Type no route at that path and method takes, 422 request validation
+(FastAPI's, reshaped), 503 encoders or gallery not loaded.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class TooManyFilesError(BadParameterError):
 
 
 class UnauthorizedError(Exception):
-    """A write came without the configured API key, or with a wrong one."""
+    """A request that needs an API key came without a valid one."""
+
+
+class ForbiddenError(Exception):
+    """A valid key that does not allow this request: the read-only key on a write."""
 
 
 class UnsupportedMediaTypeError(ValueError):
@@ -58,6 +62,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     TooManyFilesError: (400, "too_many_files"),
     InvalidEmbeddingError: (400, "invalid_embedding"),
     UnauthorizedError: (401, "unauthorized"),
+    ForbiddenError: (403, "forbidden"),
     ItemNotFoundError: (404, "not_found"),
     BodyTooLargeError: (413, "body_too_large"),
     ImageTooLargeError: (413, "image_too_large"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
@@ -63,3 +64,27 @@ class Settings(BaseSettings):
     max_top_k: int = Field(default=1000, ge=1, description="largest top_k /search accepts")
     host: str = Field(default="127.0.0.1", description="address `vireid serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="port `vireid serve` binds")
+
+    # Access control (README "Security model").
+    read_api_key: SecretStr | None = Field(
+        default=None, description="a second X-API-Key value that may only read (embed, search, list, get)"
+    )
+    auth_reads: bool = Field(
+        default=False, description="every endpoint but /healthz and /readyz needs X-API-Key (the write or the read key)"
+    )
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Self:
+        """Refuse key settings that would not protect what they seem to (empty keys, one key for both roles)."""
+        for name, key in (("VIREID_API_KEY", self.api_key), ("VIREID_READ_API_KEY", self.read_api_key)):
+            if key is not None and not key.get_secret_value():
+                raise ValueError(f"{name} is set but empty: unset it or give it a value")
+        if self.auth_reads and self.api_key is None and self.read_api_key is None:
+            raise ValueError("VIREID_AUTH_READS=true needs VIREID_API_KEY or VIREID_READ_API_KEY (none is set)")
+        if (
+            self.api_key is not None
+            and self.read_api_key is not None
+            and self.api_key.get_secret_value() == self.read_api_key.get_secret_value()
+        ):
+            raise ValueError("VIREID_READ_API_KEY must differ from VIREID_API_KEY (the read key may not write)")
+        return self

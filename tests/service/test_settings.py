@@ -36,3 +36,32 @@ def test_unknown_or_invalid_values_are_errors() -> None:
         Settings(max_batch=0)
     with pytest.raises(ValidationError):
         Settings(model_dirr="/x")  # type: ignore[call-arg]
+
+
+def test_read_protection_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIREID_API_KEY", "w-s3cret")
+    monkeypatch.setenv("VIREID_READ_API_KEY", "r-s3cret")
+    monkeypatch.setenv("VIREID_AUTH_READS", "true")
+    s = Settings()
+    assert s.read_api_key is not None and s.read_api_key.get_secret_value() == "r-s3cret"
+    assert s.auth_reads is True
+    assert "r-s3cret" not in repr(s)
+
+
+def test_reads_stay_open_by_default() -> None:
+    s = Settings()
+    assert (s.read_api_key, s.auth_reads) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auth_reads": True}, "VIREID_AUTH_READS=true needs VIREID_API_KEY or VIREID_READ_API_KEY"),
+        ({"api_key": "same", "read_api_key": "same"}, "VIREID_READ_API_KEY must differ from VIREID_API_KEY"),
+        ({"api_key": ""}, "VIREID_API_KEY is set but empty"),
+        ({"read_api_key": "", "auth_reads": True}, "VIREID_READ_API_KEY is set but empty"),
+    ],
+)
+def test_key_settings_that_protect_nothing_are_startup_errors(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
