@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from service.audit import AuditLog, AuditMiddleware
 from service.auth import ApiKeys, AuthMiddleware
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=ApiKeys(settings))  # outside the body limit: no key, nothing read
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_log))  # outside auth: refusals are logged too
     app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
     for module in (embed, gallery, search, health):
         app.include_router(module.router)

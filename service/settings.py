@@ -65,12 +65,16 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address `vireid serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="port `vireid serve` binds")
 
-    # Access control (README "Security model").
+    # Access control and the audit log (README "Security model").
     read_api_key: SecretStr | None = Field(
         default=None, description="a second X-API-Key value that may only read (embed, search, list, get)"
     )
     auth_reads: bool = Field(
         default=False, description="every endpoint but /healthz and /readyz needs X-API-Key (the write or the read key)"
+    )
+    audit_log: Path | None = Field(
+        default=None,
+        description="append the audit log (a JSON line per write) to this file; default: logger vireid.audit",
     )
 
     @model_validator(mode="after")

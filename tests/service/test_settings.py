@@ -42,15 +42,16 @@ def test_read_protection_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("VIREID_API_KEY", "w-s3cret")
     monkeypatch.setenv("VIREID_READ_API_KEY", "r-s3cret")
     monkeypatch.setenv("VIREID_AUTH_READS", "true")
+    monkeypatch.setenv("VIREID_AUDIT_LOG", "/var/log/vireid/audit.jsonl")
     s = Settings()
     assert s.read_api_key is not None and s.read_api_key.get_secret_value() == "r-s3cret"
-    assert s.auth_reads is True
+    assert s.auth_reads is True and s.audit_log == Path("/var/log/vireid/audit.jsonl")
     assert "r-s3cret" not in repr(s)
 
 
-def test_reads_stay_open_by_default() -> None:
+def test_reads_stay_open_and_the_audit_goes_to_the_log_by_default() -> None:
     s = Settings()
-    assert (s.read_api_key, s.auth_reads) == (None, False)
+    assert (s.read_api_key, s.auth_reads, s.audit_log) == (None, False, None)
 
 
 @pytest.mark.parametrize(
