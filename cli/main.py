@@ -86,7 +86,7 @@ def _add_search(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=5, help="matches to show (default %(default)s)")
     p.add_argument("--target", help="modality to search: vis, ir or any (default: the other one)")
     p.add_argument("--json", action="store_true", help="print the service's JSON answer")
-    _client_options(p)
+    _client_options(p, api_key=True)  # a service with VIREID_AUTH_READS=true needs a key (the read key will do)
     p.set_defaults(func=cmd_search)
 
 
@@ -203,7 +203,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from cli.client import make_client, search_image
 
-    with make_client(args.url, timeout=args.timeout) as client:
+    with make_client(args.url, args.api_key, args.timeout) as client:
         result = search_image(client, args.image, args.modality, top_k=args.top_k, target=args.target)
     print(json.dumps(result, indent=2) if args.json else format_matches(result))  # noqa: T201
     return 0

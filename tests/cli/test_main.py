@@ -244,6 +244,38 @@ def test_writes_need_the_api_key_when_one_is_set(
 
 
 @pytest.mark.slow
+def test_search_sends_the_api_key_to_a_service_that_protects_reads(
+    tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"VIREID_AUTH_READS": "true", "VIREID_READ_API_KEY": "r-s3cret"}
+    srv = start_server(tiny_models, tmp_path, "--api-key", "w-s3cret", env=env)
+    try:
+        root = tmp_path / "crops"
+        root.mkdir()
+        (root / "a.png").write_bytes(image_bytes(1))
+        add = ["gallery", "add", str(root), "--modality", "vis", "--url", srv.url]
+        assert main([*add, "--api-key", "r-s3cret"]) == 2
+        assert "403 forbidden" in capsys.readouterr().err
+        assert main([*add, "--api-key", "w-s3cret"]) == 0
+        query = tmp_path / "query.png"
+        query.write_bytes(image_bytes(1))
+        search = ["search", str(query), "--modality", "ir", "--json", "--url", srv.url]
+        capsys.readouterr()
+        assert main(search) == 2
+        assert "401 unauthorized" in capsys.readouterr().err
+        assert main([*search, "--api-key", "wrong"]) == 2
+        assert "401 unauthorized" in capsys.readouterr().err
+        assert main([*search, "--api-key", "r-s3cret"]) == 0
+        assert [m["metadata"]["source"] for m in json.loads(capsys.readouterr().out)["matches"]] == ["a.png"]
+        monkeypatch.setenv("VIREID_API_KEY", "r-s3cret")  # the default of --api-key
+        assert main(search) == 0
+        assert [m["metadata"]["source"] for m in json.loads(capsys.readouterr().out)["matches"]] == ["a.png"]
+    finally:
+        srv.process.terminate()
+        srv.process.wait(30)
+
+
+@pytest.mark.slow
 def test_healthcheck_exit_status(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["healthcheck", "--url", f"{server.url}/healthz"]) == 0
     assert main(["healthcheck", "--url", f"{server.url}/no-such-route"]) == 1
