@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from service.healthcheck import build_parser
@@ -133,13 +134,18 @@ def test_environment_names_only_real_settings(
     fields = {f"VIREID_{field.upper()}" for field in Settings.model_fields}
     assert env and set(env) <= fields, sorted(set(env) - fields)
     assert "VIREID_API_KEY" in env and env["VIREID_API_KEY"] is None, "the key is passed through, never written here"
+    assert "VIREID_READ_API_KEY" in env and env["VIREID_READ_API_KEY"] is None, "so is the read key"
     for key in [k for k in os.environ if k.startswith("VIREID_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         if value is not None:
             monkeypatch.setenv(key, str(value))
+    with pytest.raises(ValidationError, match="VIREID_AUTH_READS=true needs VIREID_API_KEY"):
+        Settings()  # the protected setup does not start open when the deployer forgot the key
+    monkeypatch.setenv("VIREID_API_KEY", "from-the-shell")
     settings = Settings()
     assert settings.model_dir == Path("/models") and settings.data_dir == Path("/data")
+    assert settings.auth_reads is True, "the compose file shows the protected setup: reads need a key"
 
 
 def test_train_service_uses_the_training_image_with_gpus(compose: dict[str, Any]) -> None:
