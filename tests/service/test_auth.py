@@ -175,3 +175,17 @@ async def test_the_key_is_checked_before_the_body_is_read(
         )
         assert_error(response, 401, "unauthorized")
     assert chunks_read == 0
+
+
+async def test_a_write_route_the_middleware_took_for_a_read_fails_instead_of_skipping_the_key(
+    settings: Settings,
+) -> None:
+    """The write routes' dependency refuses to run unless the middleware checked the request as a write."""
+    async with serve(with_settings(settings, api_key="w-s3cret")) as (app, client):
+
+        async def misfiled() -> dict[str, str]:
+            return {"secret": "changed"}
+
+        app.add_api_route("/misfiled", misfiled, methods=["GET"], dependencies=[WRITE_ACCESS])  # GET: a read
+        with pytest.raises(RuntimeError, match="GET /misfiled is a write route, but service.auth saw"):
+            await client.get("/misfiled", headers=WRITE)
