@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import AsyncIterator
 from typing import cast
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,7 +18,7 @@ from service.deps import WRITE_ACCESS
 from service.errors import ForbiddenError, UnauthorizedError
 from service.settings import Settings
 from tests.service.conftest import TinyModels
-from tests.service.support import files, image_bytes, serve, with_settings
+from tests.service.support import files, image_bytes, serve, uvicorn_server, with_settings
 from tests.service.test_errors import assert_error
 
 pytestmark = pytest.mark.anyio
@@ -189,3 +192,24 @@ async def test_a_write_route_the_middleware_took_for_a_read_fails_instead_of_ski
         app.add_api_route("/misfiled", misfiled, methods=["GET"], dependencies=[WRITE_ACCESS])  # GET: a read
         with pytest.raises(RuntimeError, match="GET /misfiled is a write route, but service.auth saw"):
             await client.get("/misfiled", headers=WRITE)
+
+
+def test_uvicorn_answers_401_before_the_body_is_sent(settings: Settings) -> None:
+    """Over a real socket: the refusal arrives while the declared 1 MB upload has not been sent at all."""
+    protected = with_settings(settings, auth_reads=True, **KEYS)
+    with uvicorn_server(create_app(protected)) as url:
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port), timeout=60) as sock:
+            head = (
+                "POST /embed?modality=vis HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+            )
+            sock.sendall(head.encode())  # no body follows: a server waiting for it would never answer
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = sock.recv(4096)
+                assert chunk, f"connection closed after {answer!r}"
+                answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 401 Unauthorized"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"] == "unauthorized"
