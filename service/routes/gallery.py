@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -24,11 +24,12 @@ from service.deps import (
 from service.errors import BadParameterError
 from service.images import Upload, read_uploads
 from service.metrics import refresh_gallery_gauge
-from service.schemas import AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
+from service.schemas import MAX_INT64, AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
 
 router = APIRouter(tags=["gallery"])
 
 _METADATA_LIST = TypeAdapter(list[ItemMetadata])
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT64, description="gallery item id (as POST /gallery returned it)")]
 _METADATA_EXAMPLE = '[{"label": "0042", "camera": "cam1"}, {"label": "0043", "extra": {"site": "gate-3"}}]'
 
 
@@ -123,11 +124,13 @@ async def add_items(
     return AddResponse(modality=modality, ids=ids)
 
 
-@router.get("/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 503))
+@router.get(
+    "/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 422, 503)
+)
 async def list_items(
     gallery: GalleryDep,
     metrics: MetricsDep,
-    offset: Annotated[int, Query(ge=0, description="items to skip (id order)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="items to skip (id order)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     modality: Annotated[str | None, Query(description="only this modality: vis|ir")] = None,
 ) -> GalleryPage:
@@ -143,9 +146,12 @@ async def list_items(
 
 
 @router.get(
-    "/gallery/{item_id}", response_model=GalleryItemOut, summary="One gallery item", responses=error_responses(404, 503)
+    "/gallery/{item_id}",
+    response_model=GalleryItemOut,
+    summary="One gallery item",
+    responses=error_responses(404, 422, 503),
 )
-async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> GalleryItemOut:
+async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: ItemId) -> GalleryItemOut:
     """The item's metadata (no vector)."""
     with metrics.time("metadata"):
         item = await run_in_threadpool(gallery.get, item_id)
@@ -157,9 +163,9 @@ async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> Ga
     status_code=204,
     summary="Delete a gallery item",
     dependencies=[WRITE_ACCESS],
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> Response:
+async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: ItemId) -> Response:
     """Remove the item's vector and metadata; durable on return."""
     await run_in_threadpool(gallery.delete, item_id)
     await refresh_gallery_gauge(metrics, gallery)

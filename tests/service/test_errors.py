@@ -156,6 +156,24 @@ async def test_a_corrupt_exif_block_is_no_500_on_any_image_endpoint(settings: Se
         assert [m["id"] for m in found.json()["matches"]] == added.json()["ids"]
 
 
+async def test_422_integers_past_sqlite_range_with_bounds_in_openapi(settings: Settings) -> None:
+    big = 2**63
+    async with serve(settings) as (_, client):
+        assert "offset" in assert_error(await client.get("/gallery", params={"offset": big}), 422, "validation_error")
+        assert "item_id" in assert_error(await client.get(f"/gallery/{big}"), 422, "validation_error")
+        assert "item_id" in assert_error(await client.delete(f"/gallery/{big}"), 422, "validation_error")
+        assert "item_id" in assert_error(await client.get(f"/gallery/{-big - 1}"), 422, "validation_error")
+        last = await client.get("/gallery", params={"offset": big - 1})
+        assert last.status_code == 200 and last.json()["items"] == []
+        assert_error(await client.get(f"/gallery/{big - 1}"), 404, "not_found")
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    (offset,) = [p for p in paths["/gallery"]["get"]["parameters"] if p["name"] == "offset"]
+    assert offset["schema"]["maximum"] == big - 1
+    for method in ("get", "delete"):
+        (item_id,) = paths["/gallery/{item_id}"][method]["parameters"]
+        assert item_id["schema"]["maximum"] == big - 1
+
+
 async def test_422_validation_in_the_same_shape(settings: Settings) -> None:
     async with serve(settings) as (_, client):
         assert "files" in assert_error(await client.post("/embed", params={"modality": "vis"}), 422, "validation_error")
