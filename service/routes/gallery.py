@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
@@ -23,6 +22,7 @@ from service.deps import (
 )
 from service.errors import BadParameterError
 from service.images import Upload, read_uploads
+from service.metadata_limits import MetadataLimits, check_extra, check_request_total, parse_extra, stored_bytes
 from service.metrics import refresh_gallery_gauge
 from service.schemas import MAX_INT64, AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
 
@@ -39,25 +39,22 @@ def _validation_error(exc: ValidationError, field: str) -> RequestValidationErro
 
 
 def parse_metadata(
-    count: int, shared: dict[str, Any], metadata_json: str | None, extra_json: str | None
+    count: int, shared: dict[str, Any], metadata_json: str | None, extra_json: str | None, limits: MetadataLimits
 ) -> list[ItemMetadata]:
     """Per-file metadata: the shared form fields, overridden by the file's entry of the ``metadata`` JSON list.
 
     Raises:
-        RequestValidationError: ``extra`` or ``metadata`` is not valid JSON of the documented shape (422).
+        RequestValidationError: ``extra`` or ``metadata`` is not valid JSON of the documented shape, or an
+            ``extra`` breaks the limits (422).
         BadParameterError: ``metadata`` has a different length than the list of files (400).
     """
     if extra_json is not None:
-        try:
-            shared["extra"] = json.loads(extra_json)
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body", "extra"), "msg": f"invalid JSON: {exc}", "input": extra_json}]
-            ) from exc
+        shared["extra"] = parse_extra(extra_json, limits)
     try:
         base = ItemMetadata.model_validate({k: v for k, v in shared.items() if v is not None})
     except ValidationError as exc:
         raise _validation_error(exc, "form") from exc
+    check_extra(base.extra, limits, ["extra"])
     if metadata_json is None:
         return [base] * count
     try:
@@ -66,6 +63,9 @@ def parse_metadata(
         raise _validation_error(exc, "metadata") from exc
     if len(per_file) != count:
         raise BadParameterError(f"metadata lists {len(per_file)} entries for {count} files; send one per file")
+    for i, entry in enumerate(per_file):
+        if "extra" in entry.model_fields_set:
+            check_extra(entry.extra, limits, ["metadata", i, "extra"])
     return [base.model_copy(update=m.model_dump(exclude_unset=True)) for m in per_file]
 
 
@@ -116,7 +116,9 @@ async def add_items(
     """
     uploads = await read_uploads(files, settings.max_files_per_request)
     shared = {"label": label, "camera": camera, "captured_at": captured_at, "source": source}
-    metas = parse_metadata(len(uploads), shared, metadata, extra)
+    limits = MetadataLimits.of(settings)
+    metas = parse_metadata(len(uploads), shared, metadata, extra, limits)
+    check_request_total(sum(stored_bytes(m, u.filename) for m, u in zip(metas, uploads, strict=True)), limits)
     embeddings = await embedder.embed(modality, uploads, endpoint="gallery")
     items = [_new_item(e, modality, u, m) for e, u, m in zip(embeddings, uploads, metas, strict=True)]
     ids = await run_in_threadpool(gallery.add, items)
