@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from service.errors import install_error_handlers
+from service.internal_errors import InternalErrorMiddleware
 from service.limits import BodyLimitMiddleware
 from service.media_routes import document_shared_operations
 from service.metrics import Metrics, RequestCounterMiddleware
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.runtime = None
     install_error_handlers(app)
+    app.add_middleware(InternalErrorMiddleware)  # innermost: a 500 keeps the connection open
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
     for module in (embed, gallery, search, health):
