@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = Path("configs") / "tiny.yaml"
 READY_TIMEOUT_S = 180.0
+API_KEY_ENV = "VIREID_API_KEY"  # read by the service's settings too
 STEPS = ("synth", "train", "export", "service", "gallery")  # in the order they run
 
 
@@ -116,7 +117,10 @@ class DemoSetup:
 
 
 def _subprocess_env() -> dict[str, str]:
-    """The environment for the steps: this checkout first on PYTHONPATH (works without an install), unbuffered."""
+    """The environment for the steps: this checkout first on PYTHONPATH (works without an install), unbuffered.
+
+    Everything else is passed on, ``VIREID_*`` included: the service takes its settings (an API key) from it.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # each line reaches the terminal as it is written
@@ -340,6 +344,11 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_file: Path, timeo
     raise DemoError(f"the service at {url} was not ready after {timeout:.0f} s; see {log_file}")
 
 
+def demo_client(url: str) -> httpx.Client:
+    """The demo's client of its service: sends ``VIREID_API_KEY`` when exported (the service inherits it too)."""
+    return make_client(url, os.environ.get(API_KEY_ENV) or None)
+
+
 def check_queries(client: httpx.Client, root: Path, count: int) -> list[QueryResult]:
     """Search with the first infrared crop of ``count`` test identities; the top visible match of each."""
     first_per_pid: dict[str, Path] = {}
@@ -371,7 +380,7 @@ def prepare_demo(options: DemoOptions) -> DemoSetup:
     url = f"http://{options.host}:{options.port}"
     process, log_file = steps.start_service(url, model_key)
     try:
-        with make_client(url) as client:
+        with demo_client(url) as client:
             counts = steps.fill_gallery(client, model_key)
             queries = check_queries(client, steps.data, options.queries)
     except BaseException:

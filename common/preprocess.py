@@ -7,11 +7,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_MAX_PIXELS = 40_000_000
+_ORIENTATION_TRANSPOSE = {  # EXIF Orientation -> the transpose that displays the stored pixels upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageDecodeError(ValueError):
@@ -27,7 +36,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
 
     Raises:
         ImageTooLargeError: width x height exceeds ``max_pixels`` (checked from the header, before decoding).
-        ImageDecodeError: the bytes are not a decodable image.
+        ImageDecodeError: the bytes are not a decodable image (nor is their EXIF block, when it is unreadable).
     """
     try:
         with warnings.catch_warnings():
@@ -39,18 +48,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
                     f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
                 )
             img.load()
+            return to_rgb(img)
     except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(str(exc)) from exc
     except Exception as exc:  # Pillow raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
         raise ImageDecodeError(f"not a decodable image: {exc}") from exc
-    return to_rgb(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Apply EXIF orientation and convert any mode to RGB (greyscale is replicated to 3 channels)."""
-    img = ImageOps.exif_transpose(img)
+    img = apply_orientation(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -61,6 +70,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(scaled.astype(np.uint8), mode="L")
     return img.convert("RGB")
+
+
+def apply_orientation(img: Image.Image) -> Image.Image:
+    """Transpose the pixels as the EXIF Orientation tag says (only the pixels: the EXIF block is not rewritten).
+
+    ``ImageOps.exif_transpose`` also re-encodes the EXIF block without the tag, which raises ``struct.error``
+    on a block with a malformed entry elsewhere; the pixels are all the embedding needs.
+    """
+    method = _ORIENTATION_TRANSPOSE.get(img.getexif().get(ExifTags.Base.Orientation, 1))
+    return img.transpose(method) if method is not None else img
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from service.audit import AuditLog, AuditMiddleware
 from service.auth import ApiKeys, AuthMiddleware
 from service.errors import install_error_handlers
+from service.internal_errors import InternalErrorMiddleware
 from service.limits import BodyLimitMiddleware
 from service.media_routes import document_shared_operations
 from service.metrics import Metrics, RequestCounterMiddleware
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.runtime = None
     install_error_handlers(app)
+    app.add_middleware(InternalErrorMiddleware)  # innermost: a 500 keeps the connection open
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=ApiKeys(settings))  # outside the body limit: no key, nothing read
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_log))  # outside auth: refusals are logged too

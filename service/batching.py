@@ -67,37 +67,67 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._held: list[_Job] = []  # taken from the queue by the collector, not yet resolved
+        self._stopping = False
+        self._death: str | None = None  # why the collector task ended on its own, if it did
 
     async def start(self) -> None:
         """Create the thread pool and, with batching on, the collector task."""
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"encode-{self.name}")
+        self._stopping, self._death = False, None
         if self.batching:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
+            self._task.add_done_callback(self._collector_done)
 
-    async def stop(self) -> None:
-        """Stop collecting, fail requests still queued, release the threads."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def _collector_done(self, task: asyncio.Task[None]) -> None:
+        """Unless ``stop()`` ended it: log why the collector died and fail every queued and future request."""
+        if self._stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        self._death = "it was cancelled" if error is None else f"{type(error).__name__}: {error}"
+        logger.error(
+            "encoder %s: the batching task died (%s); its requests fail until the service restarts",
+            self.name,
+            self._death,
+            exc_info=error,
+        )
+        self._fail_waiting(self._closed_error())
+
+    def _closed_error(self) -> BatcherClosedError:
+        if self._death is not None:
+            return BatcherClosedError(
+                f"encoder {self.name} is not running: its batching task died ({self._death}); restart the service"
+            )
+        return BatcherClosedError(f"encoder {self.name} is not running")
+
+    def _fail_waiting(self, error: BatcherClosedError) -> None:
+        """Fail the requests the collector holds and those still queued."""
         orphans, self._held = self._held, []
         if self._queue is not None:
             while not self._queue.empty():
                 orphans.append(self._queue.get_nowait())
-            self._queue = None
         for job in orphans:
             if not job.future.done():
-                job.future.set_exception(BatcherClosedError(f"encoder {self.name} is shutting down"))
+                job.future.set_exception(BatcherClosedError(*error.args))
+
+    async def stop(self) -> None:
+        """Stop collecting, fail requests still queued, release the threads."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a death was logged when it happened
+                await self._task
+            self._task = None
+        self._fail_waiting(BatcherClosedError(f"encoder {self.name} is shutting down"))
+        self._queue = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     async def embed(self, images: np.ndarray) -> np.ndarray:
         """Embed float32 ``(N, 3, H, W)`` images; returns ``(N, D)`` in the same order."""
-        if self._executor is None:
-            raise BatcherClosedError(f"encoder {self.name} is not running")
+        if self._executor is None or self._death is not None:
+            raise self._closed_error()
         if not self.batching:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_encode, images)
         chunks = [images[i : i + self.max_batch] for i in range(0, images.shape[0], self.max_batch)]
@@ -105,8 +135,8 @@ class MicroBatcher:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _submit(self, images: np.ndarray) -> np.ndarray:
-        if self._queue is None:
-            raise BatcherClosedError(f"encoder {self.name} is not running")
+        if self._queue is None or self._death is not None:
+            raise self._closed_error()
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(images, future))
         return await future

@@ -7,6 +7,7 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.asgi import TrackedSend
 from service.errors import BodyTooLargeError, error_response
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -49,15 +49,10 @@ class BodyLimitMiddleware:
                     raise BodyTooLargeError(self.max_body_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLargeError as exc:  # raised outside a route's error handling (e.g. by another middleware)
-            if started:
+            if tracked.started:
                 raise
             await error_response(413, "body_too_large", str(exc.detail))(scope, receive, send)

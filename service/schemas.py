@@ -23,6 +23,7 @@ _ITEM_EXAMPLE: dict[str, Any] = {
     "added_at": "2024-05-01T08:31:12+00:00",
 }
 EMBEDDING_QUERY_EXAMPLE: dict[str, Any] = {"embedding": [0.5, 0.5, 0.5, 0.5]}
+MAX_INT64 = 2**63 - 1  # item ids and offsets go to SQLite INTEGER (and FAISS ids): signed 64-bit
 
 
 class ErrorResponse(BaseModel):

@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address `vireid serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="port `vireid serve` binds")
 
+    # Gallery metadata limits: checked once when an item is added, so whatever is stored reads back.
+    max_extra_bytes: int = Field(
+        default=16 * 1024, ge=2, description="largest `extra` JSON object of one gallery item, serialised (bytes)"
+    )
+    max_extra_depth: int = Field(
+        default=32, ge=1, le=64, description="deepest nesting of objects and arrays in an item's `extra`"
+    )
+    max_extra_keys: int = Field(
+        default=256, ge=0, description="most keys in an item's `extra`, counted over every nested object"
+    )
+    max_metadata_bytes_per_request: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="metadata bytes one POST /gallery may store in total (a shared `extra` counts once per file)",
+    )
+
     # Access control and the audit log (README "Security model").
     read_api_key: SecretStr | None = Field(
         default=None, description="a second X-API-Key value that may only read (embed, search, list, get)"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,12 +22,14 @@ from service.deps import (
 )
 from service.errors import BadParameterError
 from service.images import Upload, read_uploads
+from service.metadata_limits import MetadataLimits, check_extra, check_request_total, parse_extra, stored_bytes
 from service.metrics import refresh_gallery_gauge
-from service.schemas import AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
+from service.schemas import MAX_INT64, AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
 
 router = APIRouter(tags=["gallery"])
 
 _METADATA_LIST = TypeAdapter(list[ItemMetadata])
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT64, description="gallery item id (as POST /gallery returned it)")]
 _METADATA_EXAMPLE = '[{"label": "0042", "camera": "cam1"}, {"label": "0043", "extra": {"site": "gate-3"}}]'
 
 
@@ -38,25 +39,22 @@ def _validation_error(exc: ValidationError, field: str) -> RequestValidationErro
 
 
 def parse_metadata(
-    count: int, shared: dict[str, Any], metadata_json: str | None, extra_json: str | None
+    count: int, shared: dict[str, Any], metadata_json: str | None, extra_json: str | None, limits: MetadataLimits
 ) -> list[ItemMetadata]:
     """Per-file metadata: the shared form fields, overridden by the file's entry of the ``metadata`` JSON list.
 
     Raises:
-        RequestValidationError: ``extra`` or ``metadata`` is not valid JSON of the documented shape (422).
+        RequestValidationError: ``extra`` or ``metadata`` is not valid JSON of the documented shape, or an
+            ``extra`` breaks the limits (422).
         BadParameterError: ``metadata`` has a different length than the list of files (400).
     """
     if extra_json is not None:
-        try:
-            shared["extra"] = json.loads(extra_json)
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body", "extra"), "msg": f"invalid JSON: {exc}", "input": extra_json}]
-            ) from exc
+        shared["extra"] = parse_extra(extra_json, limits)
     try:
         base = ItemMetadata.model_validate({k: v for k, v in shared.items() if v is not None})
     except ValidationError as exc:
         raise _validation_error(exc, "form") from exc
+    check_extra(base.extra, limits, ["extra"])
     if metadata_json is None:
         return [base] * count
     try:
@@ -65,6 +63,9 @@ def parse_metadata(
         raise _validation_error(exc, "metadata") from exc
     if len(per_file) != count:
         raise BadParameterError(f"metadata lists {len(per_file)} entries for {count} files; send one per file")
+    for i, entry in enumerate(per_file):
+        if "extra" in entry.model_fields_set:
+            check_extra(entry.extra, limits, ["metadata", i, "extra"])
     return [base.model_copy(update=m.model_dump(exclude_unset=True)) for m in per_file]
 
 
@@ -115,7 +116,9 @@ async def add_items(
     """
     uploads = await read_uploads(files, settings.max_files_per_request)
     shared = {"label": label, "camera": camera, "captured_at": captured_at, "source": source}
-    metas = parse_metadata(len(uploads), shared, metadata, extra)
+    limits = MetadataLimits.of(settings)
+    metas = parse_metadata(len(uploads), shared, metadata, extra, limits)
+    check_request_total(sum(stored_bytes(m, u.filename) for m, u in zip(metas, uploads, strict=True)), limits)
     embeddings = await embedder.embed(modality, uploads, endpoint="gallery")
     items = [_new_item(e, modality, u, m) for e, u, m in zip(embeddings, uploads, metas, strict=True)]
     ids = await run_in_threadpool(gallery.add, items)
@@ -123,11 +126,13 @@ async def add_items(
     return AddResponse(modality=modality, ids=ids)
 
 
-@router.get("/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 503))
+@router.get(
+    "/gallery", response_model=GalleryPage, summary="List gallery items", responses=error_responses(400, 422, 503)
+)
 async def list_items(
     gallery: GalleryDep,
     metrics: MetricsDep,
-    offset: Annotated[int, Query(ge=0, description="items to skip (id order)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="items to skip (id order)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     modality: Annotated[str | None, Query(description="only this modality: vis|ir")] = None,
 ) -> GalleryPage:
@@ -143,9 +148,12 @@ async def list_items(
 
 
 @router.get(
-    "/gallery/{item_id}", response_model=GalleryItemOut, summary="One gallery item", responses=error_responses(404, 503)
+    "/gallery/{item_id}",
+    response_model=GalleryItemOut,
+    summary="One gallery item",
+    responses=error_responses(404, 422, 503),
 )
-async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> GalleryItemOut:
+async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: ItemId) -> GalleryItemOut:
     """The item's metadata (no vector)."""
     with metrics.time("metadata"):
         item = await run_in_threadpool(gallery.get, item_id)
@@ -157,9 +165,9 @@ async def get_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> Ga
     status_code=204,
     summary="Delete a gallery item",
     dependencies=[WRITE_ACCESS],
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: int) -> Response:
+async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: ItemId) -> Response:
     """Remove the item's vector and metadata; durable on return."""
     await run_in_threadpool(gallery.delete, item_id)
     await refresh_gallery_gauge(metrics, gallery)

@@ -7,13 +7,17 @@ Training is shortened with ``--set`` overrides (1 epoch of 2 iterations) so the 
 from __future__ import annotations
 
 import re
+import signal
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
-from cli.demo import STEPS, DemoError, identity_crops, resolve_config
+from cli.demo import STEPS, DemoError, DemoOptions, Steps, demo_client, identity_crops, resolve_config
 from cli.main import main
+from tests.service.conftest import TinyModels
+from tests.service.support import files, image_bytes
 from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 
 FAST = ["--set", "schedule.epochs=1", "--set", "run.max_iters=2", "--set", "run.eval_every=0"]
@@ -60,6 +64,34 @@ def test_identity_crops_lists_test_ids_by_camera_group(tmp_path: Path) -> None:
 def test_missing_config_names_what_was_tried(tmp_path: Path) -> None:
     with pytest.raises(DemoError, match=r"nope\.yaml.*--config"):
         resolve_config(tmp_path / "nope.yaml")
+
+
+def test_with_an_exported_api_key_the_demo_service_needs_it_and_the_demo_client_sends_it(
+    tiny_models: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIREID_API_KEY", "demo-key")
+    monkeypatch.setenv("VIREID_PROVIDERS", '["CPUExecutionProvider"]')
+    monkeypatch.setenv("VIREID_INTRA_OP_THREADS", "1")
+    port = free_port()
+    steps = Steps(DemoOptions(workdir=tmp_path / "demo", port=port))
+    steps.workdir.mkdir()
+    tiny_models.copy_to(steps.models)
+    (steps.data / "exp").mkdir(parents=True)
+    (steps.data / "exp" / "test_id.txt").write_text("1,2\n")
+    for pid in (1, 2):
+        folder = steps.data / "cam1" / f"{pid:04d}"
+        folder.mkdir(parents=True)
+        (folder / "0001.jpg").write_bytes(image_bytes(pid, fmt="JPEG"))
+    url = f"http://127.0.0.1:{port}"
+    process, _ = steps.start_service(url, "model-key")
+    try:
+        with demo_client(url) as client:
+            assert steps.fill_gallery(client, "model-key") == {"vis": 2, "ir": 0}
+        keyless = httpx.post(f"{url}/gallery", params={"modality": "vis"}, files=files(image_bytes(3)), timeout=60)
+        assert keyless.status_code == 401, "the service the demo started takes the exported key"
+    finally:
+        process.terminate()
+        assert process.wait(30) in (0, -signal.SIGTERM)
 
 
 def run_demo(workdir: Path, capsys: pytest.CaptureFixture[str]) -> str:

@@ -62,3 +62,15 @@ def test_to_input_and_normalize():
     np.testing.assert_allclose(x[:, 0, 0], [1.0, 0.0, 0.2], atol=1e-6)
     z = normalize(x[None], mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0))
     np.testing.assert_allclose(z[0, :, 0, 0], [1.0, -2.0, -0.3], atol=1e-6)
+
+
+def test_a_corrupt_exif_block_still_decodes_with_its_orientation():
+    from tests.service.support import corrupt_exif_jpeg  # noqa: PLC0415
+
+    data = corrupt_exif_jpeg(0)
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.getexif().get(0x0112) == 6
+        stored = np.asarray(raw.convert("RGB"))
+    decoded = np.asarray(decode_image(data))
+    assert decoded.shape == (24, 48, 3)  # 24x48 (w x h) stored, rotated to 48x24
+    np.testing.assert_array_equal(decoded, np.rot90(stored, k=-1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -43,6 +44,32 @@ def image_bytes(seed: int, size: tuple[int, int] = (24, 48), mode: str = "RGB", 
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     return buf.getvalue()
+
+
+def corrupt_exif_jpeg(seed: int, size: tuple[int, int] = (24, 48)) -> bytes:
+    """A JPEG with EXIF Orientation=6 whose IFD holds text under ImageWidth, a numeric tag.
+
+    Pillow reads the orientation, but re-encoding that EXIF block (what ``ImageOps.exif_transpose`` does after
+    rotating) raises ``struct.error``.
+    """
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    exif[0x010F] = "Cam"  # Make (ASCII): its tag is rewritten below
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    data = bytearray(buf.getvalue())
+    tiff = data.index(b"Exif\0\0") + 6
+    order = "<" if data[tiff : tiff + 2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", data, tiff + 4)
+    (count,) = struct.unpack_from(order + "H", data, tiff + ifd)
+    for entry in range(tiff + ifd + 2, tiff + ifd + 2 + 12 * count, 12):
+        (tag,) = struct.unpack_from(order + "H", data, entry)
+        if tag == 0x010F:
+            struct.pack_into(order + "H", data, entry, 0x0100)  # ImageWidth, holding "Cam"
+            return bytes(data)
+    raise AssertionError("the Make entry was not written")
 
 
 @asynccontextmanager

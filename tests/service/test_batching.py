@@ -105,3 +105,23 @@ async def test_closed_batcher_refuses_and_fails_waiting_requests(encoder: OnnxEn
     await batcher.stop()
     with pytest.raises(BatcherClosedError):
         await asyncio.wait_for(pending, 60)
+
+
+async def test_a_dead_collector_fails_waiting_and_later_requests_and_logs_why(
+    encoder: OnnxEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    batcher = MicroBatcher(encoder.embed, name="vis", max_batch=2, max_wait_ms=NEVER_MS)
+    await batcher.start()
+    try:
+        card = encoder.card
+        odd = np.zeros((1, 3, card.input_height + 1, card.input_width), dtype=np.float32)
+        # two shapes in one batch: concatenating them raises inside the collector task, which dies
+        results = await asyncio.wait_for(
+            asyncio.gather(batcher.embed(images(1, 0, card)), batcher.embed(odd), return_exceptions=True), 60
+        )
+        assert all(isinstance(r, BatcherClosedError) and "batching task died" in str(r) for r in results), results
+        with pytest.raises(BatcherClosedError, match="batching task died"):
+            await asyncio.wait_for(batcher.embed(images(1, 1, card)), 60)
+        assert "batching task died" in caplog.text and "concatenat" in caplog.text  # the cause, in the log
+    finally:
+        await batcher.stop()

@@ -12,7 +12,7 @@ from PIL import Image
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import TinyModels
-from tests.service.support import files, image_bytes, serve, with_settings
+from tests.service.support import corrupt_exif_jpeg, files, image_bytes, serve, with_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -142,6 +142,36 @@ async def test_415_undecodable_image_and_unsupported_content_type(settings: Sett
             "/search", params={"modality": "vis"}, content=b"hello", headers={"Content-Type": "text/plain"}
         )
         assert_error(r, 415, "unsupported_media_type")
+
+
+async def test_a_corrupt_exif_block_is_no_500_on_any_image_endpoint(settings: Settings) -> None:
+    data = corrupt_exif_jpeg(3)
+    async with serve(settings) as (_, client):
+        embedded = await client.post("/embed", params={"modality": "vis"}, files=files(data))
+        assert embedded.status_code == 200, embedded.text
+        added = await client.post("/gallery", params={"modality": "vis"}, files=files(data))
+        assert added.status_code == 201, added.text
+        found = await client.post("/search", params={"modality": "ir", "top_k": 1}, files=files(data, field="file"))
+        assert found.status_code == 200, found.text
+        assert [m["id"] for m in found.json()["matches"]] == added.json()["ids"]
+
+
+async def test_422_integers_past_sqlite_range_with_bounds_in_openapi(settings: Settings) -> None:
+    big = 2**63
+    async with serve(settings) as (_, client):
+        assert "offset" in assert_error(await client.get("/gallery", params={"offset": big}), 422, "validation_error")
+        assert "item_id" in assert_error(await client.get(f"/gallery/{big}"), 422, "validation_error")
+        assert "item_id" in assert_error(await client.delete(f"/gallery/{big}"), 422, "validation_error")
+        assert "item_id" in assert_error(await client.get(f"/gallery/{-big - 1}"), 422, "validation_error")
+        last = await client.get("/gallery", params={"offset": big - 1})
+        assert last.status_code == 200 and last.json()["items"] == []
+        assert_error(await client.get(f"/gallery/{big - 1}"), 404, "not_found")
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    (offset,) = [p for p in paths["/gallery"]["get"]["parameters"] if p["name"] == "offset"]
+    assert offset["schema"]["maximum"] == big - 1
+    for method in ("get", "delete"):
+        (item_id,) = paths["/gallery/{item_id}"][method]["parameters"]
+        assert item_id["schema"]["maximum"] == big - 1
 
 
 async def test_422_validation_in_the_same_shape(settings: Settings) -> None:

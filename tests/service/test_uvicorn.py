@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from common.modality import Modality
 from common.model_card import encoder_filename
@@ -42,3 +43,23 @@ def test_service_over_http(settings: Settings, tiny_models: TinyModels) -> None:
     with uvicorn_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         page = client.get("/gallery").json()
         assert [i["id"] for i in page["items"]] == ids and page["counts"] == {"vis": 0, "ir": 5}
+
+
+def test_an_internal_error_keeps_the_connection_open(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("test-only route failing")
+
+    app.add_api_route("/boom", boom)  # the real middleware stack and error handlers, one route that raises
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    with uvicorn_server(app) as url, httpx.Client(base_url=url, timeout=60, limits=limits) as client:
+        failed = client.get("/boom")
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal_error", "detail": "internal server error; see the service log"}
+        assert failed.headers.get("connection") != "close"
+        after = client.get("/healthz")
+        assert after.status_code == 200
+        ports = [r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in (failed, after)]
+        assert ports[0] == ports[1], "the second request needed a new connection"
+    assert "test-only route failing" in caplog.text  # the cause is logged
