@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import cast
@@ -181,7 +182,7 @@ async def test_the_key_is_checked_before_the_body_is_read(
 
 
 async def test_a_write_route_the_middleware_took_for_a_read_fails_instead_of_skipping_the_key(
-    settings: Settings,
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The write routes' dependency refuses to run unless the middleware checked the request as a write."""
     async with serve(with_settings(settings, api_key="w-s3cret")) as (app, client):
@@ -190,8 +191,10 @@ async def test_a_write_route_the_middleware_took_for_a_read_fails_instead_of_ski
             return {"secret": "changed"}
 
         app.add_api_route("/misfiled", misfiled, methods=["GET"], dependencies=[WRITE_ACCESS])  # GET: a read
-        with pytest.raises(RuntimeError, match="GET /misfiled is a write route, but service.auth saw"):
-            await client.get("/misfiled", headers=WRITE)
+        with caplog.at_level(logging.ERROR):
+            r = await client.get("/misfiled", headers=WRITE)
+        assert r.status_code == 500 and r.json()["error"] == "internal_error" and "changed" not in r.text
+        assert "GET /misfiled is a write route, but service.auth saw" in caplog.text
 
 
 def test_uvicorn_answers_401_before_the_body_is_sent(settings: Settings) -> None:
