@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.fsio import remove_stale_temps
+from common.fsio import TEMP_SUFFIX, remove_stale_temps
 from common.modality import Modality
 from index import vector_index as vi
 from index.base import GalleryItem, Match, NewItem, SearchFilter
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 NORM_TOLERANCE = 1e-3
 _CHUNK = 8192  # vectors read from SQLite at a time when (re)building an index
 _TRAIN_PER_LIST = 64  # IVF training sample: at most this many vectors per list
+# What creating a gallery leaves before its manifest exists: such a folder is still new, not someone else's.
+_NEW_GALLERY_LEFTOVERS = frozenset({MANIFEST_NAME + TEMP_SUFFIX})
 
 
 def index_filename(modality: Modality) -> str:
@@ -76,6 +78,22 @@ def validate_embeddings(embeddings: np.ndarray, dim: int, what: str) -> np.ndarr
             f"{norms[first]:.6f}); pass the encoder's normalised embeddings"
         )
     return arr
+
+
+def _refuse_foreign_folder(directory: Path) -> None:
+    """Refuse a folder that is neither a gallery nor new (absent, empty, or holding only a new gallery's leftovers).
+
+    Raises:
+        GalleryCorruptError: ``directory`` has other files but no manifest; nothing in it was touched.
+    """
+    if (directory / MANIFEST_NAME).exists() or not directory.exists():
+        return
+    foreign = sorted(p.name for p in directory.iterdir() if p.name not in _NEW_GALLERY_LEFTOVERS)
+    if foreign:
+        raise GalleryCorruptError(
+            f"{directory} is not empty but has no {MANIFEST_NAME} (it holds {foreign[:5]}), so it is not a gallery "
+            "and was left untouched; point the data dir at a gallery, an empty folder or a new path"
+        )
 
 
 class FaissGallery:
@@ -110,6 +128,7 @@ class FaissGallery:
         """
         directory = Path(directory)
         config = config or IndexConfig()
+        _refuse_foreign_folder(directory)  # before anything is written to or removed from it
         directory.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale_temps(directory):
             logger.warning("removed %s left by an interrupted save", stale)
@@ -123,10 +142,7 @@ class FaissGallery:
                     f"{directory / SQLITE_NAME} is missing; the index files alone are not a gallery"
                 )
         else:
-            if any(directory.iterdir()):
-                raise GalleryCorruptError(
-                    f"{directory} is not empty but has no {MANIFEST_NAME}; open an empty or new directory"
-                )
+            _refuse_foreign_folder(directory)
             manifest = Manifest(
                 embedding_dim=embedding_dim, model_version=model_version, git_sha=git_sha, index=config.model_dump()
             )
