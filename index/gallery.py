@@ -37,6 +37,7 @@ from common.modality import Modality
 from index import vector_index as vi
 from index.base import GalleryItem, Match, NewItem, SearchFilter
 from index.config import IndexConfig
+from index.dirlock import LOCK_NAME, DirectoryLock, lock_directory
 from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
@@ -48,7 +49,7 @@ NORM_TOLERANCE = 1e-3
 _CHUNK = 8192  # vectors read from SQLite at a time when (re)building an index
 _TRAIN_PER_LIST = 64  # IVF training sample: at most this many vectors per list
 # What creating a gallery leaves before its manifest exists: such a folder is still new, not someone else's.
-_NEW_GALLERY_LEFTOVERS = frozenset({MANIFEST_NAME + TEMP_SUFFIX})
+_NEW_GALLERY_LEFTOVERS = frozenset({MANIFEST_NAME + TEMP_SUFFIX, LOCK_NAME})
 
 
 def index_filename(modality: Modality) -> str:
@@ -99,9 +100,12 @@ def _refuse_foreign_folder(directory: Path) -> None:
 class FaissGallery:
     """A persistent gallery: one FAISS index per modality, metadata and vectors in SQLite, a manifest."""
 
-    def __init__(self, directory: Path, manifest: Manifest, store: MetadataStore, config: IndexConfig) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, store: MetadataStore, config: IndexConfig, lock: DirectoryLock
+    ) -> None:
         """Use ``FaissGallery.open``; this constructor only wires the parts."""
         self.directory = directory
+        self._lock = lock
         self.config = config
         self._manifest = manifest
         self._store = store
@@ -125,11 +129,32 @@ class FaissGallery:
         Raises:
             IndexMismatchError: the manifest names another embedding dimension, model version or format.
             GalleryCorruptError: the directory has files but no valid manifest, or its database is missing.
+            GalleryLockedError: another process (or another open in this one) holds the directory.
         """
         directory = Path(directory)
         config = config or IndexConfig()
         _refuse_foreign_folder(directory)  # before anything is written to or removed from it
+        if (directory / MANIFEST_NAME).exists():  # read-only, so a mismatch is named even while another holds it
+            Manifest.read(directory).check(directory, embedding_dim, model_version)
         directory.mkdir(parents=True, exist_ok=True)
+        lock = lock_directory(directory)
+        try:
+            return cls._open_locked(directory, embedding_dim, model_version, git_sha, config, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(
+        cls,
+        directory: Path,
+        embedding_dim: int,
+        model_version: str,
+        git_sha: str,
+        config: IndexConfig,
+        lock: DirectoryLock,
+    ) -> FaissGallery:
+        """``open`` once this process holds the directory: nobody else writes to it from here on."""
         for stale in remove_stale_temps(directory):
             logger.warning("removed %s left by an interrupted save", stale)
         if (directory / MANIFEST_NAME).exists():
@@ -148,7 +173,7 @@ class FaissGallery:
             )
             manifest.write(directory)
             logger.info("created gallery %s (dim %d, model %s)", directory, embedding_dim, model_version)
-        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config)
+        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config, lock)
         try:
             gallery._load(rebuild=IndexConfig.model_validate(manifest.index).build_params() != config.build_params())
         except BaseException:
@@ -413,6 +438,7 @@ class FaissGallery:
                 self._store.close()
                 self._indexes.clear()
                 self._closed = True
+            self._lock.release()
 
     def __enter__(self) -> FaissGallery:
         return self
