@@ -12,7 +12,9 @@ each atomically (temp file, fsync, ``os.replace``, fsync dir). Opening a directo
 reconciles it with SQLite by id set difference: ids only in FAISS are removed, ids only in SQLite are added
 from their stored vectors; a missing or unreadable snapshot is rebuilt from SQLite. A crash at any point
 therefore reopens to exactly the committed SQLite state: an add or delete that did not return is either fully
-there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite.
+there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite and
+writes the new snapshots before the manifest that names the config; on open each snapshot's own type and build
+parameters are checked against the config too, so a crash between those writes never serves the old index.
 
 Concurrency: writes are serialised by a mutex; searches share a readers-writer lock that writers take
 exclusively only while mutating or swapping an in-memory FAISS index (never during SQLite fsyncs or snapshot
@@ -189,6 +191,7 @@ class FaissGallery:
                 self.config.model_dump(),
                 self.directory,
             )
+        refit = False
         for modality in Modality:
             path = self.directory / index_filename(modality)
             index = None
@@ -197,18 +200,32 @@ class FaissGallery:
                     index = vi.read(path)
                 except RuntimeError as exc:
                     logger.warning("%s is unreadable (%s); rebuilding it from metadata.sqlite", path, exc)
-                if index is not None and index.d != self.embedding_dim:
-                    logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
+                if index is not None and not self._fits(path, index):
                     index = None
+                    refit = True  # rewrite that snapshot now
             self._indexes[modality] = index if index is not None else self._build(modality)
             self._changes += self._reconcile(modality, self._indexes[modality])
-        if rebuild:
-            self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
-            self._manifest.write(self.directory)
         for modality in Modality:
             self._maybe_upgrade(modality)
-        if rebuild or self._changes >= self.config.checkpoint_every:
+        if rebuild or refit or self._changes >= self.config.checkpoint_every:
             self._checkpoint()
+        if rebuild:  # last: a crash before this leaves the old manifest, and the next open rebuilds again
+            self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
+            self._manifest.write(self.directory)
+
+    def _fits(self, path: Path, index: vi.FaissIndex) -> bool:
+        """Whether a snapshot read from ``path`` is the index the config builds (else it is rebuilt, with a warning).
+
+        An exact snapshot fits an IVF config too: a modality stays exact until ``train_threshold`` items.
+        """
+        if index.d != self.embedding_dim:
+            logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
+            return False
+        have, want = vi.build_params(index), self.config.build_params()
+        if have["kind"] == "exact" or have == {k: want.get(k) for k in have}:
+            return True
+        logger.warning("%s is a %s index, the config asks for %s; rebuilding it from metadata.sqlite", path, have, want)
+        return False
 
     def _build(self, modality: Modality) -> vi.FaissIndex:
         """A new empty index for ``modality``: IVF trained on its stored vectors if there are enough, else exact."""

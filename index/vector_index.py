@@ -58,6 +58,22 @@ def is_ivf(index: FaissIndex) -> bool:
     return isinstance(index, faiss.IndexIVF)
 
 
+def build_params(index: FaissIndex) -> dict[str, Any]:
+    """What ``index`` was built as, in ``IndexConfig.build_params`` terms (``train_min`` is not recorded in it)."""
+    if not is_ivf(index):
+        return {"kind": "exact"}
+    params: dict[str, Any] = {"kind": "ivf", "nlist": int(index.nlist)}
+    if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_8bit:
+        params["quantizer"] = "sq8"
+    elif isinstance(index, faiss.IndexIVFPQ) and index.pq.nbits == 8:
+        params.update(quantizer="pq", pq_m=int(index.pq.M))
+    elif isinstance(index, faiss.IndexIVFFlat):
+        params["quantizer"] = "flat"
+    else:
+        params["quantizer"] = type(index).__name__  # not one this code builds: matches no config
+    return params
+
+
 def index_ids(index: FaissIndex) -> np.ndarray:
     """All ids stored in ``index``, int64, unsorted."""
     if not is_ivf(index):

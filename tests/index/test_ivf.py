@@ -155,3 +155,12 @@ def test_rerank_exact_drops_unknown_candidates_and_pads():
     assert np.isneginf(scores[0, 2]) and np.isneginf(scores[1]).all()
     scores, out = vi.rerank_exact(queries, candidates, ids[:0], vectors[:0], 3)  # every candidate deleted
     assert (out == -1).all() and np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("quantizer", ["sq8", "pq", "flat"])
+def test_build_params_read_back_from_a_written_index(tmp_path, quantizer: str):
+    config = IndexConfig(kind="ivf", nlist=4, nprobe=2, quantizer=quantizer, pq_m=4)
+    vi.write(vi.new_ivf(config, 16, clustered(100, 3, 16, seed=7)), tmp_path / "x.index")
+    expected = {"kind": "ivf", "nlist": 4, "quantizer": quantizer} | ({"pq_m": 4} if quantizer == "pq" else {})
+    assert vi.build_params(vi.read(tmp_path / "x.index")) == expected
+    assert vi.build_params(vi.new_exact(16)) == {"kind": "exact"} == IndexConfig().build_params()
