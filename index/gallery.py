@@ -115,6 +115,7 @@ class FaissGallery:
         self._write_mutex = threading.Lock()
         self._rw = ReadWriteLock()
         self._changes = 0  # since the last checkpoint
+        self._snapshot_due = False  # a snapshot is wanted whatever _changes says (a trained IVF index)
         self._closed = False
 
     @classmethod
@@ -207,8 +208,9 @@ class FaissGallery:
             self._changes += self._reconcile(modality, self._indexes[modality])
         for modality in Modality:
             self._maybe_upgrade(modality)
-        if rebuild or refit or self._changes >= self.config.checkpoint_every:
+        if rebuild or refit:
             self._checkpoint()
+        self._maybe_checkpoint()
         if rebuild:  # last: a crash before this leaves the old manifest, and the next open rebuilds again
             self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
             self._manifest.write(self.directory)
@@ -273,7 +275,7 @@ class FaissGallery:
         with self._rw.write():
             self._indexes[modality] = index
         self._changes += 1
-        self._checkpoint()
+        self._snapshot_due = True  # training is costly: keep its result on disk
 
     def rebuild(self) -> None:
         """Retrain and refill every modality's index from the stored vectors (e.g. after the gallery grew far
@@ -328,9 +330,7 @@ class FaissGallery:
                 self._store.delete(ids.tolist())
                 raise
             self._changes += len(ids)
-            for modality in Modality:
-                self._maybe_upgrade(modality)
-            self._maybe_checkpoint()
+            self._maintain()
         return [int(i) for i in ids]
 
     def get(self, item_id: int) -> GalleryItem:
@@ -370,7 +370,7 @@ class FaissGallery:
                     vi.add(index, ids, vectors)
                 raise
             self._changes += 1
-            self._maybe_checkpoint()
+            self._maintain()
 
     def search(
         self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None
@@ -425,8 +425,25 @@ class FaissGallery:
         found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
         return vi.rerank_exact(queries, candidates, found, vectors, top_k)
 
+    def _maintain(self) -> None:
+        """After a committed write: train IVF and snapshot where due (write mutex held).
+
+        A failure here (a full disk, k-means out of memory) is logged, not raised: the write is durable in SQLite and
+        already searchable, so it succeeded. The work stays due and the next write retries it.
+        """
+        try:
+            for modality in Modality:
+                self._maybe_upgrade(modality)
+            self._maybe_checkpoint()
+        except Exception:
+            logger.exception(
+                "gallery %s: IVF training or snapshot failed after a committed write; the write stands (SQLite "
+                "holds it, open replays it) and the next write retries",
+                self.directory,
+            )
+
     def _maybe_checkpoint(self) -> None:
-        if self._changes >= self.config.checkpoint_every:
+        if self._snapshot_due or self._changes >= self.config.checkpoint_every:
             self._checkpoint()
 
     def checkpoint(self) -> None:
@@ -442,6 +459,7 @@ class FaissGallery:
                 vi.write(index, self.directory / index_filename(modality))
         logger.info("checkpointed %s after %d changes", self.directory, self._changes)
         self._changes = 0
+        self._snapshot_due = False
 
     def close(self) -> None:
         """Checkpoint if anything changed, release resources; further calls fail. Idempotent."""

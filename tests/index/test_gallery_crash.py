@@ -220,3 +220,50 @@ def test_snapshot_of_another_index_type_than_configured_is_rebuilt(tmp_path: Pat
             _assert_serves(gallery, config, vectors, ids)
         with FaissGallery.open(directory, DIM, MODEL, config=IVF8) as gallery:  # and back
             _assert_serves(gallery, IVF8, vectors, ids)
+
+
+def test_add_succeeds_when_its_snapshot_fails_and_the_snapshot_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    directory = tmp_path / "g"
+    gallery = FaissGallery.open(directory, DIM, MODEL, config=IndexConfig(checkpoint_every=5))
+    vectors = unit(7, seed=9)
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:5]])  # due: snapshot fails
+    assert ids == [1, 2, 3, 4, 5]  # committed, so acknowledged: a retrying client would store them twice
+    assert "No space left on device" in caplog.text
+    assert not (directory / "faiss_vis.index").exists() and not list(directory.glob("*.tmp"))
+    assert [row[0].item.id for row in gallery.search(vectors[:5], 1)] == ids
+    assert gallery.add([NewItem(embedding=vectors[5], modality=Modality.VISIBLE)]) == [6]  # fails again, retried
+    monkeypatch.undo()
+    assert gallery.add([NewItem(embedding=vectors[6], modality=Modality.VISIBLE)]) == [7]  # the disk has room now
+    assert vi.read(directory / "faiss_vis.index").ntotal == 7
+    gallery.close()
+    with FaissGallery.open(directory, DIM, MODEL) as gallery:
+        assert [it.id for it in gallery.list()] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_add_succeeds_when_ivf_training_fails_and_training_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    directory = tmp_path / "g"
+    gallery = FaissGallery.open(directory, DIM, MODEL, config=IVF8)
+    vectors = unit(260, seed=10)
+    real_kmeans = vi.faiss.IndexIVFScalarQuantizer
+
+    def out_of_memory(*args: object) -> None:
+        raise MemoryError("simulated: k-means could not allocate")
+
+    monkeypatch.setattr(vi.faiss, "IndexIVFScalarQuantizer", out_of_memory)
+    ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:250]])  # crosses train_min
+    assert ids == list(range(1, 251)) and "k-means could not allocate" in caplog.text
+    assert not vi.is_ivf(gallery._indexes[Modality.VISIBLE])
+    assert [row[0].item.id for row in gallery.search(vectors[:250:50], 1)] == ids[::50]
+    monkeypatch.setattr(vi.faiss, "IndexIVFScalarQuantizer", real_kmeans)
+    gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[250:]])
+    assert vi.is_ivf(gallery._indexes[Modality.VISIBLE]) and gallery._indexes[Modality.VISIBLE].ntotal == 260
+    gallery.close()
