@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         gallery = FaissGallery.open(directory, args.dim, "bench", config=base)
         for start in range(0, args.size, 5000):
             gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[start : start + 5000]])
+        gallery.wait_idle()  # the IVF training that the last add made due
         gallery.close()
         galleries = {  # a copy each: a gallery directory is open in one place at a time
             r: FaissGallery.open(

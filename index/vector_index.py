@@ -181,6 +181,11 @@ def merge_top_k(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[n
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
+def clone(index: FaissIndex) -> FaissIndex:
+    """A deep copy of ``index`` (ids, codes, trained state): memory for a second copy while it lives."""
+    return faiss.clone_index(index)
+
+
 def write(index: FaissIndex, path: Path) -> None:
     """Write ``index`` to ``path`` atomically, streaming from memory (no serialised copy of the index)."""
     atomic_write(path, lambda tmp: faiss.write_index(index, str(tmp)))

@@ -177,6 +177,7 @@ def _ivf_gallery(directory: Path) -> tuple[np.ndarray, list[int]]:
     vectors = unit(300, seed=7)
     with FaissGallery.open(directory, DIM, MODEL, config=IVF8) as gallery:
         ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors])
+        gallery.wait_idle()  # IVF training runs in the background
         assert gallery._indexes[Modality.VISIBLE].nlist == 8
     return vectors, ids
 
@@ -235,12 +236,15 @@ def test_add_succeeds_when_its_snapshot_fails_and_the_snapshot_is_retried(
     monkeypatch.setattr(os, "replace", disk_full)
     ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:5]])  # due: snapshot fails
     assert ids == [1, 2, 3, 4, 5]  # committed, so acknowledged: a retrying client would store them twice
+    gallery.wait_idle()
     assert "No space left on device" in caplog.text
     assert not (directory / "faiss_vis.index").exists() and not list(directory.glob("*.tmp"))
     assert [row[0].item.id for row in gallery.search(vectors[:5], 1)] == ids
     assert gallery.add([NewItem(embedding=vectors[5], modality=Modality.VISIBLE)]) == [6]  # fails again, retried
+    gallery.wait_idle()
     monkeypatch.undo()
     assert gallery.add([NewItem(embedding=vectors[6], modality=Modality.VISIBLE)]) == [7]  # the disk has room now
+    gallery.wait_idle()
     assert vi.read(directory / "faiss_vis.index").ntotal == 7
     gallery.close()
     with FaissGallery.open(directory, DIM, MODEL) as gallery:
@@ -260,10 +264,12 @@ def test_add_succeeds_when_ivf_training_fails_and_training_is_retried(
 
     monkeypatch.setattr(vi.faiss, "IndexIVFScalarQuantizer", out_of_memory)
     ids = gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:250]])  # crosses train_min
+    gallery.wait_idle()
     assert ids == list(range(1, 251)) and "k-means could not allocate" in caplog.text
     assert not vi.is_ivf(gallery._indexes[Modality.VISIBLE])
     assert [row[0].item.id for row in gallery.search(vectors[:250:50], 1)] == ids[::50]
     monkeypatch.setattr(vi.faiss, "IndexIVFScalarQuantizer", real_kmeans)
     gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[250:]])
+    gallery.wait_idle()
     assert vi.is_ivf(gallery._indexes[Modality.VISIBLE]) and gallery._indexes[Modality.VISIBLE].ntotal == 260
     gallery.close()
