@@ -162,3 +162,22 @@ def test_reads_and_writes_do_not_wait_for_ivf_training(open_gallery: OpenGallery
     np.testing.assert_array_equal(np.sort(vi.index_ids(gallery._indexes[Modality.VISIBLE])), ids[1:])
     ids += gallery.add(_vis(vectors[250:]))
     assert [row[0].item.id for row in gallery.search(vectors[1:], 1)] == ids[1:]
+
+
+def test_close_lets_a_running_snapshot_finish(open_gallery: OpenGallery, monkeypatch: pytest.MonkeyPatch):
+    gallery = open_gallery(IndexConfig(checkpoint_every=4))
+    vectors = unit(6, seed=5)
+    order: list[str] = []
+    started, release = _held(monkeypatch, "write_index", order)
+    ids = gallery.add(_vis(vectors[:4]))
+    assert started.wait(30)
+    ids += gallery.add(_vis(vectors[4:]))  # after the snapshot's copy: only close() writes it
+    closer = threading.Thread(target=lambda: (gallery.close(), order.append("closed")))
+    closer.start()
+    order.append("release")
+    release.set()
+    closer.join(60)
+    assert order[:2] == ["release", "write_index done"] and order[-1] == "closed"
+    monkeypatch.undo()
+    assert vi.read(gallery.directory / "faiss_vis.index").ntotal == 6  # the final snapshot holds every add
+    assert [row[0].item.id for row in open_gallery().search(vectors, 1)] == ids
