@@ -260,6 +260,7 @@ def test_commands_fail_cleanly_without_a_service(tmp_path: Path, capsys: pytest.
     assert main(["search", str(tmp_path / "missing.png"), "--modality", "ir", "--url", url]) == 2
 
 
+@pytest.mark.slow
 def test_second_serve_on_the_same_data_dir_exits_naming_the_first(
     server: Server, tiny_models: TinyModels, tmp_path: Path
 ) -> None:
