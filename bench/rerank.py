@@ -11,6 +11,7 @@ and with ``--rerank`` (top-k x rerank candidates re-scored from the stored float
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,9 +61,15 @@ def main(argv: list[str] | None = None) -> None:
         gallery = FaissGallery.open(directory, args.dim, "bench", config=base)
         for start in range(0, args.size, 5000):
             gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[start : start + 5000]])
+        gallery.wait_idle()  # the IVF training that the last add made due
         gallery.close()
-        galleries = {
-            r: FaissGallery.open(directory, args.dim, "bench", config=base.model_copy(update={"rerank": r}))
+        galleries = {  # a copy each: a gallery directory is open in one place at a time
+            r: FaissGallery.open(
+                shutil.copytree(directory, Path(tmp) / f"gallery-rerank{r}"),
+                args.dim,
+                "bench",
+                config=base.model_copy(update={"rerank": r}),
+            )
             for r in (1, args.rerank)
         }
         times: dict[int, list[float]] = {r: [] for r in galleries}

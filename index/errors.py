@@ -19,3 +19,7 @@ class GalleryCorruptError(GalleryError):
 
 class InvalidEmbeddingError(GalleryError, ValueError):
     """An embedding has the wrong shape, is not finite, or is not L2-normalised."""
+
+
+class GalleryLockedError(GalleryError):
+    """Another process (or another open in this one) holds the gallery directory."""

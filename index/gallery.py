@@ -7,19 +7,32 @@ Consistency: SQLite is the source of truth. An add commits items *and vectors* t
 WAL, ``synchronous=FULL``: durable on return) before the vectors enter the in-memory FAISS index; a delete removes
 the vector from FAISS before its SQLite transaction commits. Ids come from a counter in the same transaction,
 are int64, monotonic and never reused, so an id names one immutable vector forever. The FAISS files are
-snapshots (checkpoints), written every ``checkpoint_every`` changes, on ``checkpoint()`` and on ``close()``,
-each atomically (temp file, fsync, ``os.replace``, fsync dir). Opening a directory loads each snapshot and
-reconciles it with SQLite by id set difference: ids only in FAISS are removed, ids only in SQLite are added
+snapshots (checkpoints), written by a background worker after ``checkpoint_every`` changes, on ``checkpoint()``
+and on ``close()``, each atomically (temp file, fsync, ``os.replace``, fsync dir). Opening a directory loads each
+snapshot and reconciles it with SQLite by id set difference: ids only in FAISS are removed, ids only in SQLite are added
 from their stored vectors; a missing or unreadable snapshot is rebuilt from SQLite. A crash at any point
 therefore reopens to exactly the committed SQLite state: an add or delete that did not return is either fully
-there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite.
+there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite and
+writes the new snapshots before the manifest that names the config; on open each snapshot's own type and build
+parameters are checked against the config too, so a crash between those writes never serves the old index.
 
 Concurrency: writes are serialised by a mutex; searches share a readers-writer lock that writers take
 exclusively only while mutating or swapping an in-memory FAISS index (never during SQLite fsyncs or snapshot
-writes), so FAISS ids are always a subset of committed SQLite ids and every hit has its metadata.
+writes), so FAISS ids are always a subset of committed SQLite ids and every hit has its metadata. Snapshots and
+IVF training run on the gallery's background worker (``index/background.py``), never in a request: a write
+returns once committed and in memory, and hands due work to the worker, whose failures (a full disk) are logged
+and retried, never reported to a write that succeeded. A snapshot copies each index under the shared lock and
+writes the copy with no lock held, so no search or write waits for a disk write or a training run, at most for
+that in-memory copy (a snapshot needs memory for one modality's index twice over). Snapshots lag the committed
+state by the changes since the last one; SQLite holds those, and open replays them. ``close()`` lets running work
+finish first.
 
-Approximate (``kind="ivf"``): a modality is exact until it holds ``train_threshold`` items; the add that
-crosses it trains the IVF index on (a sample of) the stored vectors, fills it, swaps it in and checkpoints.
+Approximate (``kind="ivf"``): a modality is exact until it holds ``train_threshold`` items; once it does, the
+worker trains the IVF index on (a sample of) the stored vectors and fills it with no lock held, replays the
+writes committed meanwhile under the write mutex, swaps it in and snapshots it. Searches use the exact index
+until the swap.
+
+One process per directory: ``open`` takes an exclusive lock (``index/dirlock.py``) held until ``close()``.
 """
 
 from __future__ import annotations
@@ -32,11 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.fsio import remove_stale_temps
+from common.fsio import TEMP_SUFFIX, remove_stale_temps
 from common.modality import Modality
 from index import vector_index as vi
+from index.background import BackgroundWorker
 from index.base import GalleryItem, Match, NewItem, SearchFilter
 from index.config import IndexConfig
+from index.dirlock import LOCK_NAME, DirectoryLock, lock_directory
 from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
@@ -47,6 +62,8 @@ logger = logging.getLogger(__name__)
 NORM_TOLERANCE = 1e-3
 _CHUNK = 8192  # vectors read from SQLite at a time when (re)building an index
 _TRAIN_PER_LIST = 64  # IVF training sample: at most this many vectors per list
+# What creating a gallery leaves before its manifest exists: such a folder is still new, not someone else's.
+_NEW_GALLERY_LEFTOVERS = frozenset({MANIFEST_NAME + TEMP_SUFFIX, LOCK_NAME})
 
 
 def index_filename(modality: Modality) -> str:
@@ -78,19 +95,42 @@ def validate_embeddings(embeddings: np.ndarray, dim: int, what: str) -> np.ndarr
     return arr
 
 
+def _refuse_foreign_folder(directory: Path) -> None:
+    """Refuse a folder that is neither a gallery nor new (absent, empty, or holding only a new gallery's leftovers).
+
+    Raises:
+        GalleryCorruptError: ``directory`` has other files but no manifest; nothing in it was touched.
+    """
+    if (directory / MANIFEST_NAME).exists() or not directory.exists():
+        return
+    foreign = sorted(p.name for p in directory.iterdir() if p.name not in _NEW_GALLERY_LEFTOVERS)
+    if foreign:
+        raise GalleryCorruptError(
+            f"{directory} is not empty but has no {MANIFEST_NAME} (it holds {foreign[:5]}), so it is not a gallery "
+            "and was left untouched; point the data dir at a gallery, an empty folder or a new path"
+        )
+
+
 class FaissGallery:
     """A persistent gallery: one FAISS index per modality, metadata and vectors in SQLite, a manifest."""
 
-    def __init__(self, directory: Path, manifest: Manifest, store: MetadataStore, config: IndexConfig) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, store: MetadataStore, config: IndexConfig, lock: DirectoryLock
+    ) -> None:
         """Use ``FaissGallery.open``; this constructor only wires the parts."""
         self.directory = directory
+        self._lock = lock
         self.config = config
         self._manifest = manifest
         self._store = store
         self._indexes: dict[Modality, vi.FaissIndex] = {}
         self._write_mutex = threading.Lock()
         self._rw = ReadWriteLock()
+        self._snapshot_lock = threading.Lock()  # one snapshot at a time (they share the temp file names)
+        self._state = threading.Lock()  # guards the two fields below
         self._changes = 0  # since the last checkpoint
+        self._snapshot_due = False  # a snapshot is wanted whatever _changes says (a trained IVF index)
+        self._worker = BackgroundWorker(self._background_pass, f"gallery maintenance of {directory}")
         self._closed = False
 
     @classmethod
@@ -107,10 +147,32 @@ class FaissGallery:
         Raises:
             IndexMismatchError: the manifest names another embedding dimension, model version or format.
             GalleryCorruptError: the directory has files but no valid manifest, or its database is missing.
+            GalleryLockedError: another process (or another open in this one) holds the directory.
         """
         directory = Path(directory)
         config = config or IndexConfig()
+        _refuse_foreign_folder(directory)  # before anything is written to or removed from it
+        if (directory / MANIFEST_NAME).exists():  # read-only, so a mismatch is named even while another holds it
+            Manifest.read(directory).check(directory, embedding_dim, model_version)
         directory.mkdir(parents=True, exist_ok=True)
+        lock = lock_directory(directory)
+        try:
+            return cls._open_locked(directory, embedding_dim, model_version, git_sha, config, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(
+        cls,
+        directory: Path,
+        embedding_dim: int,
+        model_version: str,
+        git_sha: str,
+        config: IndexConfig,
+        lock: DirectoryLock,
+    ) -> FaissGallery:
+        """``open`` once this process holds the directory: nobody else writes to it from here on."""
         for stale in remove_stale_temps(directory):
             logger.warning("removed %s left by an interrupted save", stale)
         if (directory / MANIFEST_NAME).exists():
@@ -123,21 +185,19 @@ class FaissGallery:
                     f"{directory / SQLITE_NAME} is missing; the index files alone are not a gallery"
                 )
         else:
-            if any(directory.iterdir()):
-                raise GalleryCorruptError(
-                    f"{directory} is not empty but has no {MANIFEST_NAME}; open an empty or new directory"
-                )
+            _refuse_foreign_folder(directory)
             manifest = Manifest(
                 embedding_dim=embedding_dim, model_version=model_version, git_sha=git_sha, index=config.model_dump()
             )
             manifest.write(directory)
             logger.info("created gallery %s (dim %d, model %s)", directory, embedding_dim, model_version)
-        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config)
+        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config, lock)
         try:
             gallery._load(rebuild=IndexConfig.model_validate(manifest.index).build_params() != config.build_params())
         except BaseException:
             gallery._store.close()
             raise
+        gallery._worker.start()
         return gallery
 
     def _load(self, rebuild: bool) -> None:
@@ -148,6 +208,7 @@ class FaissGallery:
                 self.config.model_dump(),
                 self.directory,
             )
+        refit = False
         for modality in Modality:
             path = self.directory / index_filename(modality)
             index = None
@@ -156,18 +217,33 @@ class FaissGallery:
                     index = vi.read(path)
                 except RuntimeError as exc:
                     logger.warning("%s is unreadable (%s); rebuilding it from metadata.sqlite", path, exc)
-                if index is not None and index.d != self.embedding_dim:
-                    logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
+                if index is not None and not self._fits(path, index):
                     index = None
+                    refit = True  # rewrite that snapshot now
             self._indexes[modality] = index if index is not None else self._build(modality)
-            self._changes += self._reconcile(modality, self._indexes[modality])
-        if rebuild:
-            self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
-            self._manifest.write(self.directory)
+            self._add_changes(self._reconcile(modality, self._indexes[modality]))
         for modality in Modality:
             self._maybe_upgrade(modality)
-        if rebuild or self._changes >= self.config.checkpoint_every:
+        if rebuild or refit:
             self._checkpoint()
+        self._maybe_checkpoint()
+        if rebuild:  # last: a crash before this leaves the old manifest, and the next open rebuilds again
+            self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
+            self._manifest.write(self.directory)
+
+    def _fits(self, path: Path, index: vi.FaissIndex) -> bool:
+        """Whether a snapshot read from ``path`` is the index the config builds (else it is rebuilt, with a warning).
+
+        An exact snapshot fits an IVF config too: a modality stays exact until ``train_threshold`` items.
+        """
+        if index.d != self.embedding_dim:
+            logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
+            return False
+        have, want = vi.build_params(index), self.config.build_params()
+        if have["kind"] == "exact" or have == {k: want.get(k) for k in have}:
+            return True
+        logger.warning("%s is a %s index, the config asks for %s; rebuilding it from metadata.sqlite", path, have, want)
+        return False
 
     def _build(self, modality: Modality) -> vi.FaissIndex:
         """A new empty index for ``modality``: IVF trained on its stored vectors if there are enough, else exact."""
@@ -204,18 +280,34 @@ class FaissGallery:
             )
         return len(extra) + len(missing)
 
+    def _upgrade_due(self, modality: Modality) -> bool:
+        """Whether ``modality`` is still exact although it holds enough items for its IVF index."""
+        index = self._indexes.get(modality)
+        if self.config.kind != "ivf" or index is None or vi.is_ivf(index):
+            return False
+        return bool(index.ntotal >= self.config.train_threshold)
+
     def _maybe_upgrade(self, modality: Modality) -> None:
-        """Replace an exact index by a trained IVF index once the modality is large enough (write mutex held)."""
-        if self.config.kind != "ivf" or vi.is_ivf(self._indexes[modality]):
-            return
-        if self._indexes[modality].ntotal < self.config.train_threshold:
+        """Replace an exact index by a trained IVF index once the modality is large enough.
+
+        Training and filling run on a private index with no lock held; the write mutex is held only to replay the
+        writes committed meanwhile, and the read lock exclusively only for the swap.
+        """
+        if not self._upgrade_due(modality):
             return
         index = self._build(modality)
+        if not vi.is_ivf(index):
+            return  # deletes took the modality below the threshold meanwhile
         self._reconcile(modality, index)
-        with self._rw.write():
-            self._indexes[modality] = index
-        self._changes += 1
-        self._checkpoint()
+        with self._write_mutex:
+            if self._closed:
+                return
+            self._reconcile(modality, index)
+            with self._rw.write():
+                self._indexes[modality] = index
+        with self._state:
+            self._changes += 1
+            self._snapshot_due = True  # training is costly: keep its result on disk
 
     def rebuild(self) -> None:
         """Retrain and refill every modality's index from the stored vectors (e.g. after the gallery grew far
@@ -269,10 +361,8 @@ class FaissGallery:
                         vi.remove(self._indexes[modality], ids)
                 self._store.delete(ids.tolist())
                 raise
-            self._changes += len(ids)
-            for modality in Modality:
-                self._maybe_upgrade(modality)
-            self._maybe_checkpoint()
+            self._add_changes(len(ids))
+            self._maintain()
         return [int(i) for i in ids]
 
     def get(self, item_id: int) -> GalleryItem:
@@ -311,8 +401,8 @@ class FaissGallery:
                 with self._rw.write():
                     vi.add(index, ids, vectors)
                 raise
-            self._changes += 1
-            self._maybe_checkpoint()
+            self._add_changes(1)
+            self._maintain()
 
     def search(
         self, queries: np.ndarray, top_k: int, where: SearchFilter | None = None
@@ -367,36 +457,93 @@ class FaissGallery:
         found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
         return vi.rerank_exact(queries, candidates, found, vectors, top_k)
 
+    def _add_changes(self, n: int) -> None:
+        with self._state:
+            self._changes += n
+
+    def _work_due(self) -> bool:
+        """Whether a snapshot or an IVF training run is due."""
+        with self._state:
+            due = self._snapshot_due or self._changes >= self.config.checkpoint_every
+        return due or any(self._upgrade_due(m) for m in Modality)
+
+    def _maintain(self) -> None:
+        """After a committed write: hand due IVF training and snapshots to the background worker; returns at once.
+
+        The write has succeeded (durable in SQLite, searchable in memory) whatever becomes of that work: a failure
+        (a full disk, k-means out of memory) is logged by the worker and retried.
+        """
+        if self._work_due():
+            self._worker.request()
+
+    def _background_pass(self) -> None:
+        """The worker's job: train IVF where due, then snapshot if due."""
+        for modality in Modality:
+            if self._worker.stopping:
+                return
+            self._maybe_upgrade(modality)
+        self._maybe_checkpoint()
+
+    def wait_idle(self) -> None:
+        """Block until the background work due now (IVF training, a snapshot) has run; it may have failed (logged)."""
+        self._check_open()
+        self._worker.wait_idle()
+
     def _maybe_checkpoint(self) -> None:
-        if self._changes >= self.config.checkpoint_every:
+        with self._state:
+            due = self._snapshot_due or self._changes >= self.config.checkpoint_every
+        if due:
             self._checkpoint()
 
     def checkpoint(self) -> None:
         """Snapshot the FAISS indexes to disk now (bounds the replay on the next open)."""
         self._check_open()
-        with self._write_mutex:
+        with self._write_mutex:  # not concurrently with close()
+            self._check_open()
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        """Write every modality's index atomically (write mutex held; searches continue meanwhile)."""
-        with self._rw.read():
-            for modality, index in self._indexes.items():
-                vi.write(index, self.directory / index_filename(modality))
-        logger.info("checkpointed %s after %d changes", self.directory, self._changes)
-        self._changes = 0
+        """Write every modality's index atomically: a copy taken under the shared read lock (a writer waits for a
+        memory copy, a reader for nothing) is written to disk with no gallery lock held."""
+        with self._snapshot_lock:
+            with self._state:
+                changes, due = self._changes, self._snapshot_due
+                self._snapshot_due = False
+            try:
+                for modality in Modality:
+                    with self._rw.read():
+                        copy = vi.clone(self._indexes[modality])
+                    vi.write(copy, self.directory / index_filename(modality))
+                    del copy
+            except BaseException:
+                with self._state:
+                    self._snapshot_due = self._snapshot_due or due
+                raise
+            with self._state:
+                self._changes -= changes
+        logger.info("checkpointed %s after %d changes", self.directory, changes)
 
     def close(self) -> None:
-        """Checkpoint if anything changed, release resources; further calls fail. Idempotent."""
+        """Let running background work finish, snapshot if anything changed, release the gallery and its directory;
+        further calls fail. Idempotent. A failed final snapshot is logged: the next open replays from SQLite."""
+        self._worker.stop()
         with self._write_mutex:
             if self._closed:
                 return
-            missing = any(not (self.directory / index_filename(m)).exists() for m in Modality)
-            if self._changes or missing:
-                self._checkpoint()
-            with self._rw.write():
-                self._store.close()
-                self._indexes.clear()
-                self._closed = True
+            try:
+                missing = any(not (self.directory / index_filename(m)).exists() for m in Modality)
+                if missing or self._changes or self._snapshot_due:
+                    self._checkpoint()
+            except Exception:
+                logger.exception(
+                    "final snapshot of %s failed; the next open replays from metadata.sqlite", self.directory
+                )
+            finally:
+                with self._rw.write():
+                    self._store.close()
+                    self._indexes.clear()
+                    self._closed = True
+                self._lock.release()
 
     def __enter__(self) -> FaissGallery:
         return self

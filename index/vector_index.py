@@ -58,6 +58,22 @@ def is_ivf(index: FaissIndex) -> bool:
     return isinstance(index, faiss.IndexIVF)
 
 
+def build_params(index: FaissIndex) -> dict[str, Any]:
+    """What ``index`` was built as, in ``IndexConfig.build_params`` terms (``train_min`` is not recorded in it)."""
+    if not is_ivf(index):
+        return {"kind": "exact"}
+    params: dict[str, Any] = {"kind": "ivf", "nlist": int(index.nlist)}
+    if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_8bit:
+        params["quantizer"] = "sq8"
+    elif isinstance(index, faiss.IndexIVFPQ) and index.pq.nbits == 8:
+        params.update(quantizer="pq", pq_m=int(index.pq.M))
+    elif isinstance(index, faiss.IndexIVFFlat):
+        params["quantizer"] = "flat"
+    else:
+        params["quantizer"] = type(index).__name__  # not one this code builds: matches no config
+    return params
+
+
 def index_ids(index: FaissIndex) -> np.ndarray:
     """All ids stored in ``index``, int64, unsorted."""
     if not is_ivf(index):
@@ -163,6 +179,11 @@ def merge_top_k(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[n
     ids = np.concatenate([i for _, i in results], axis=1)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def clone(index: FaissIndex) -> FaissIndex:
+    """A deep copy of ``index`` (ids, codes, trained state): memory for a second copy while it lives."""
+    return faiss.clone_index(index)
 
 
 def write(index: FaissIndex, path: Path) -> None:

@@ -290,3 +290,33 @@ def test_commands_fail_cleanly_without_a_service(tmp_path: Path, capsys: pytest.
     assert main(["search", str(image), "--modality", "ir", "--url", url]) == 2
     assert "cannot reach the service" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "missing.png"), "--modality", "ir", "--url", url]) == 2
+
+
+@pytest.mark.slow
+def test_second_serve_on_the_same_data_dir_exits_naming_the_first(
+    server: Server, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--model-dir",
+            str(tiny_models.model_dir),
+            "--data-dir",
+            str(tmp_path / "gallery"),
+            "--cpu",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode != 0
+    assert f"is in use by process {server.process.pid} " in second.stderr
+    assert "shared backend" in second.stderr
+    assert httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200  # the first keeps serving

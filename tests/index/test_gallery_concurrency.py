@@ -97,3 +97,87 @@ def _assert_index_ids_match_sqlite(gallery) -> None:
     for modality in Modality:
         ids = np.sort(vi.index_ids(gallery._indexes[modality]))
         np.testing.assert_array_equal(ids, np.sort(gallery._store.ids(modality)))
+
+
+def _held(monkeypatch: pytest.MonkeyPatch, name: str, order: list[str]) -> tuple[threading.Event, threading.Event]:
+    """Hold ``faiss.<name>`` (a snapshot write or an IVF constructor) until released; returns (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real = getattr(vi.faiss, name)
+
+    def held(*args: object) -> object:
+        started.set()
+        release.wait(30)  # a bound, not a timing: before the fix the add itself waits here, and the order shows it
+        order.append(f"{name} done")
+        return real(*args)
+
+    monkeypatch.setattr(vi.faiss, name, held)
+    return started, release
+
+
+def _vis(vectors: np.ndarray) -> list[NewItem]:
+    return [NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors]
+
+
+def test_reads_and_writes_do_not_wait_for_a_slow_snapshot(open_gallery: OpenGallery, monkeypatch: pytest.MonkeyPatch):
+    gallery = open_gallery(IndexConfig(checkpoint_every=4))
+    vectors = unit(8, seed=3)
+    order: list[str] = []
+    started, release = _held(monkeypatch, "write_index", order)
+    ids = gallery.add(_vis(vectors[:4]))  # makes a snapshot due
+    order.append("add acknowledged")
+    assert started.wait(30)  # the snapshot is being written, and held there
+    ids += gallery.add(_vis(vectors[4:]))
+    order.append("add during the snapshot acknowledged")
+    assert [row[0].item.id for row in gallery.search(vectors, 1)] == ids == list(range(1, 9))
+    assert gallery.counts() == {Modality.VISIBLE: 8, Modality.INFRARED: 0}
+    assert gallery.get(8).id == 8 and [it.id for it in gallery.list()] == ids
+    order.append("read")
+    release.set()
+    gallery.wait_idle()
+    assert order[:4] == ["add acknowledged", "add during the snapshot acknowledged", "read", "write_index done"]
+    assert vi.read(gallery.directory / "faiss_vis.index").ntotal == 8  # the second snapshot, due after 8 changes
+    gallery.close()
+    assert [row[0].item.id for row in open_gallery().search(vectors, 1)] == ids
+
+
+def test_reads_and_writes_do_not_wait_for_ivf_training(open_gallery: OpenGallery, monkeypatch: pytest.MonkeyPatch):
+    config = IndexConfig(kind="ivf", nlist=4, nprobe=4, quantizer="flat", train_min=200, checkpoint_every=10_000)
+    gallery = open_gallery(config)
+    vectors = unit(300, seed=4)
+    order: list[str] = []
+    started, release = _held(monkeypatch, "IndexIVFFlat", order)
+    ids = gallery.add(_vis(vectors[:200]))  # reaches train_min: IVF training is due
+    order.append("add acknowledged")
+    assert started.wait(30)  # training is running, and held
+    ids += gallery.add(_vis(vectors[200:250]))
+    gallery.delete(ids[0])
+    order.append("writes during training acknowledged")
+    assert [row[0].item.id for row in gallery.search(vectors[1:250], 1)] == ids[1:]
+    assert gallery.counts()[Modality.VISIBLE] == 249
+    order.append("read")
+    release.set()
+    gallery.wait_idle()
+    assert order == ["add acknowledged", "writes during training acknowledged", "read", "IndexIVFFlat done"]
+    assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])  # trained, swapped in, and holding every write since
+    np.testing.assert_array_equal(np.sort(vi.index_ids(gallery._indexes[Modality.VISIBLE])), ids[1:])
+    ids += gallery.add(_vis(vectors[250:]))
+    assert [row[0].item.id for row in gallery.search(vectors[1:], 1)] == ids[1:]
+
+
+def test_close_lets_a_running_snapshot_finish(open_gallery: OpenGallery, monkeypatch: pytest.MonkeyPatch):
+    gallery = open_gallery(IndexConfig(checkpoint_every=4))
+    vectors = unit(6, seed=5)
+    order: list[str] = []
+    started, release = _held(monkeypatch, "write_index", order)
+    ids = gallery.add(_vis(vectors[:4]))
+    assert started.wait(30)
+    ids += gallery.add(_vis(vectors[4:]))  # after the snapshot's copy: only close() writes it
+    closer = threading.Thread(target=lambda: (gallery.close(), order.append("closed")))
+    closer.start()
+    order.append("release")
+    release.set()
+    closer.join(60)
+    assert order[:2] == ["release", "write_index done"] and order[-1] == "closed"
+    monkeypatch.undo()
+    assert vi.read(gallery.directory / "faiss_vis.index").ntotal == 6  # the final snapshot holds every add
+    assert [row[0].item.id for row in open_gallery().search(vectors, 1)] == ids

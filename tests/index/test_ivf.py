@@ -33,6 +33,7 @@ def test_ivf_recall_against_exact(open_gallery: OpenGallery, quantizer: str):
     vectors = clustered(250, 8, DIM, seed=1)
     gallery = open_gallery(config, dim=DIM)
     ids = np.array(_fill(gallery, vectors))
+    gallery.wait_idle()  # IVF training runs in the background
     assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
     gallery.rebuild()  # trained at 500 items (train_min 400, batches of 250): retrain on all 2000
     queries = vectors[::20]
@@ -48,6 +49,7 @@ def test_stays_exact_below_threshold_then_trains(open_gallery: OpenGallery):
     gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[:399]])
     assert not vi.is_ivf(gallery._indexes[Modality.VISIBLE])
     gallery.add([NewItem(embedding=v, modality=Modality.VISIBLE) for v in vectors[399:]])
+    gallery.wait_idle()  # IVF training runs in the background
     assert vi.is_ivf(gallery._indexes[Modality.VISIBLE])
     assert not vi.is_ivf(gallery._indexes[Modality.INFRARED])
     assert gallery._indexes[Modality.VISIBLE].ntotal == 600
@@ -129,6 +131,7 @@ def test_rerank_returns_exact_scores_of_the_stored_vectors(open_gallery: OpenGal
     queries = clustered(10, 1, DIM, seed=6)
     gallery = open_gallery(IVF.model_copy(update={"rerank": 1}), dim=DIM)
     exact = dict(zip(_fill(gallery, vectors), vectors, strict=True))
+    gallery.wait_idle()  # IVF training runs in the background
     errors = {}
     for rerank in (1, 4):  # a search-time setting: reopening with another value keeps the trained index
         gallery = open_gallery(IVF.model_copy(update={"rerank": rerank}), dim=DIM) if rerank > 1 else gallery
@@ -155,3 +158,12 @@ def test_rerank_exact_drops_unknown_candidates_and_pads():
     assert np.isneginf(scores[0, 2]) and np.isneginf(scores[1]).all()
     scores, out = vi.rerank_exact(queries, candidates, ids[:0], vectors[:0], 3)  # every candidate deleted
     assert (out == -1).all() and np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("quantizer", ["sq8", "pq", "flat"])
+def test_build_params_read_back_from_a_written_index(tmp_path, quantizer: str):
+    config = IndexConfig(kind="ivf", nlist=4, nprobe=2, quantizer=quantizer, pq_m=4)
+    vi.write(vi.new_ivf(config, 16, clustered(100, 3, 16, seed=7)), tmp_path / "x.index")
+    expected = {"kind": "ivf", "nlist": 4, "quantizer": quantizer} | ({"pq_m": 4} if quantizer == "pq" else {})
+    assert vi.build_params(vi.read(tmp_path / "x.index")) == expected
+    assert vi.build_params(vi.new_exact(16)) == {"kind": "exact"} == IndexConfig().build_params()

@@ -54,3 +54,24 @@ def test_directory_with_files_but_no_manifest_is_refused(tmp_path):
     with pytest.raises(GalleryCorruptError, match="no manifest.json"):
         FaissGallery.open(tmp_path / "g", DIM, MODEL)
     assert not (tmp_path / "g" / "manifest.json").exists()
+
+
+def test_folder_that_is_not_a_gallery_is_left_untouched(tmp_path):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.docx").write_bytes(b"chapter 1")
+    (folder / "thesis.docx.tmp").write_bytes(b"autosave of chapter 2")  # a user's file that merely ends in .tmp
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(GalleryCorruptError, match="no manifest.json"):
+        FaissGallery.open(folder, DIM, MODEL)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_new_gallery_interrupted_before_its_manifest_is_created_again(tmp_path):
+    directory = tmp_path / "g"
+    directory.mkdir()
+    (directory / "manifest.json.tmp").write_text("{half a manifest")  # the creating process died mid-write
+    with FaissGallery.open(directory, DIM, MODEL) as gallery:
+        assert gallery.add(items_for(unit(2))) == [1, 2]
+    assert not (directory / "manifest.json.tmp").exists()
+    assert Manifest.read(directory).model_version == MODEL

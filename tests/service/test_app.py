@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from PIL import Image
 from common.modality import Modality
 from common.model_card import encoder_filename
 from common.preprocess import decode_image, to_input
-from index.errors import IndexMismatchError
+from index.errors import GalleryLockedError, IndexMismatchError
 from service.settings import Settings
 from tests.service.conftest import TinyModels
 from tests.service.support import files, image_bytes, serve, set_card, with_settings
@@ -261,3 +262,11 @@ async def test_refuses_to_start_on_a_gallery_of_another_model(
     with pytest.raises(IndexMismatchError, match="fedcba987654"):
         async with serve(with_settings(settings, model_dir=other)):
             pass
+
+
+async def test_refuses_to_start_on_a_gallery_another_process_serves(settings: Settings) -> None:
+    async with serve(settings) as (_, client):
+        with pytest.raises(GalleryLockedError, match=rf"in use by process {os.getpid()} .*shared backend"):
+            async with serve(settings):
+                pass
+        assert (await client.get("/readyz")).status_code == 200  # the first keeps serving
