@@ -18,6 +18,7 @@ _.stride
 _.model_config
 _._check_nprobe  # index/config.py: IndexConfig
 _._sorted_milestones  # training/config.py: ScheduleConfig
+_._check_queue  # service/settings.py: Settings
 
 # Fields serialised to JSON (response bodies, manifest.json, synth.json) and read by clients and tests.
 _.created_at  # index/manifest.py

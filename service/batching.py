@@ -22,6 +22,23 @@ class BatcherClosedError(RuntimeError):
     """The batcher is not running (not started yet, or shutting down)."""
 
 
+class EncoderBusyError(RuntimeError):
+    """The encoder cannot take the request now; ``retry_after`` says when to try again (whole seconds)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        """Keep the message and the advice."""
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OverloadedError(EncoderBusyError):
+    """Admitting the request would put more than ``max_queue`` images before the encoder."""
+
+
+class EncodeTimeoutError(EncoderBusyError):
+    """The request waited longer than ``timeout_s`` for the encoder; its queued work was withdrawn."""
+
+
 @dataclass
 class _Job:
     images: np.ndarray
@@ -52,10 +69,19 @@ class MicroBatcher:
         max_wait_ms: float = 0.0,
         workers: int = 1,
         observer: BatchObserver | None = None,
+        max_queue: int | None = None,
+        timeout_s: float | None = None,
+        retry_after_s: int = 1,
     ) -> None:
-        """Configure; call ``start()`` inside the event loop before ``embed``."""
+        """Configure; call ``start()`` inside the event loop before ``embed``.
+
+        ``max_queue`` bounds the images admitted and not yet answered (queued or encoding); a request that
+        would pass it is refused at once. ``timeout_s`` bounds each request's wait for its embeddings.
+        """
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self.name = name
         self.batching = batching
         self.max_batch = max_batch
@@ -63,6 +89,10 @@ class MicroBatcher:
         self._encode = encode
         self._workers = workers
         self._observer = observer
+        self._max_queue = max_queue
+        self._timeout_s = timeout_s
+        self._retry_after_s = retry_after_s
+        self._pending = 0  # images admitted by embed() and not yet answered
         self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -125,9 +155,35 @@ class MicroBatcher:
             self._executor = None
 
     async def embed(self, images: np.ndarray) -> np.ndarray:
-        """Embed float32 ``(N, 3, H, W)`` images; returns ``(N, D)`` in the same order."""
+        """Embed float32 ``(N, 3, H, W)`` images; returns ``(N, D)`` in the same order.
+
+        Raises:
+            BatcherClosedError: the batcher is not running.
+            OverloadedError: the images would exceed ``max_queue`` (nothing was queued).
+            EncodeTimeoutError: no answer within ``timeout_s`` (the request's queued work is withdrawn).
+        """
         if self._executor is None or self._death is not None:
             raise self._closed_error()
+        count = int(images.shape[0])
+        if self._max_queue is not None and self._pending + count > self._max_queue:
+            raise OverloadedError(
+                f"encoder {self.name} has {self._pending} images waiting; {count} more would pass the limit of "
+                f"{self._max_queue} (VIREID_MAX_QUEUE); retry later",
+                self._retry_after_s,
+            )
+        self._pending += count
+        try:
+            return await asyncio.wait_for(self._embed(images), self._timeout_s)
+        except TimeoutError:
+            raise EncodeTimeoutError(
+                f"encoder {self.name} did not answer within {self._timeout_s} s (VIREID_ENCODE_TIMEOUT_S); retry later",
+                self._retry_after_s,
+            ) from None
+        finally:
+            self._pending -= count
+
+    async def _embed(self, images: np.ndarray) -> np.ndarray:
+        """Run ``images`` on the encoder, split into batches of at most ``max_batch``."""
         if not self.batching:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_encode, images)
         chunks = [images[i : i + self.max_batch] for i in range(0, images.shape[0], self.max_batch)]

@@ -63,6 +63,9 @@ async def start_embedder(encoders: Mapping[Modality, OnnxEncoder], settings: Set
             max_wait_ms=settings.max_wait_ms,
             workers=settings.inference_workers,
             observer=partial(metrics.observe_batch, m),
+            max_queue=settings.max_queue,
+            timeout_s=settings.encode_timeout_s,
+            retry_after_s=settings.retry_after_s,
         )
         for m, encoder in encoders.items()
     }

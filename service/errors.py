@@ -4,7 +4,8 @@ Statuses: 400 bad parameter value, 401 missing/wrong API key where one is needed
 write, 404 unknown gallery id or route, 413 body over ``max_body_bytes`` (checked from Content-Length and while
 reading) or an image over ``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding),
 415 not a decodable image or a Content-Type no route at that path and method takes, 422 request validation
-(FastAPI's, reshaped), 503 encoders or gallery not loaded.
+(FastAPI's, reshaped), 503 encoders or gallery not loaded, or the encoder queue full (``max_queue``) or its wait
+over (``encode_timeout_s``), these two with a ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.preprocess import ImageDecodeError, ImageTooLargeError
 from index.errors import InvalidEmbeddingError, ItemNotFoundError
-from service.batching import BatcherClosedError
+from service.batching import BatcherClosedError, EncoderBusyError, EncodeTimeoutError, OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     RequestValidationError: (422, "validation_error"),
     NotReadyError: (503, "not_ready"),
     BatcherClosedError: (503, "not_ready"),
+    OverloadedError: (503, "overloaded"),
+    EncodeTimeoutError: (503, "encode_timeout"),
 }
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -103,7 +106,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     def make_handler(status: int, code: str) -> Any:
         async def handler(request: Request, exc: Exception) -> JSONResponse:
-            return error_response(status, code, _message(exc))
+            response = error_response(status, code, _message(exc))
+            if isinstance(exc, EncoderBusyError):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
 
         return handler
 

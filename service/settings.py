@@ -93,6 +93,29 @@ class Settings(BaseSettings):
         description="append the audit log (a JSON line per write) to this file; default: logger vireid.audit",
     )
 
+    # Admission control: bounded work before the encoder, bounded waits on it.
+    max_queue: int = Field(
+        default=256,
+        ge=1,
+        description="images per modality admitted and not yet embedded (queued or encoding); more is 503 overloaded",
+    )
+    encode_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest wait of a request for its embeddings; past it 503 encode_timeout"
+    )
+    retry_after_s: int = Field(
+        default=1, ge=1, description="seconds the Retry-After header of an overloaded or timed-out request advises"
+    )
+
+    @model_validator(mode="after")
+    def _check_queue(self) -> Self:
+        """Refuse a queue limit that a request of allowed size could never pass."""
+        if self.max_queue < self.max_files_per_request:
+            raise ValueError(
+                f"VIREID_MAX_QUEUE ({self.max_queue}) must be at least VIREID_MAX_FILES_PER_REQUEST "
+                f"({self.max_files_per_request}): a full request could never be admitted"
+            )
+        return self
+
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
         """Refuse key settings that would not protect what they seem to (empty keys, one key for both roles)."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
 
 from common.modality import Modality
 from common.model_card import ModelCard, encoder_filename
-from service.batching import BatcherClosedError, MicroBatcher
+from service.batching import BatcherClosedError, EncodeTimeoutError, MicroBatcher, OverloadedError
 from service.encoder import OnnxEncoder
 from tests.service.conftest import TinyModels
 
@@ -124,4 +125,77 @@ async def test_a_dead_collector_fails_waiting_and_later_requests_and_logs_why(
             await asyncio.wait_for(batcher.embed(images(1, 1, card)), 60)
         assert "batching task died" in caplog.text and "concatenat" in caplog.text  # the cause, in the log
     finally:
+        await batcher.stop()
+
+
+class HeldEncoder:
+    """The real encoder behind a gate: each call signals ``entered`` and runs once ``release`` is set."""
+
+    def __init__(self, encoder: OnnxEncoder) -> None:
+        self.encoder = encoder
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.entered.set()
+        assert self.release.wait(60), "the test never released the encoder"
+        return self.encoder.embed(images)
+
+
+async def test_a_full_queue_refuses_at_once_and_the_admitted_requests_complete(encoder: OnnxEncoder) -> None:
+    held = HeldEncoder(encoder)
+    batcher = MicroBatcher(held, name="vis", max_batch=2, max_wait_ms=0, max_queue=4, retry_after_s=3)
+    await batcher.start()
+    try:
+        admitted = [images(1, 0, encoder.card), images(2, 1, encoder.card), images(1, 2, encoder.card)]
+        first = asyncio.ensure_future(batcher.embed(admitted[0]))
+        await asyncio.to_thread(held.entered.wait, 60)  # the first request holds the encoder
+        rest = [asyncio.ensure_future(batcher.embed(r)) for r in admitted[1:]]  # 4 images admitted: the limit
+        with pytest.raises(OverloadedError) as refused:
+            await asyncio.wait_for(batcher.embed(images(1, 3, encoder.card)), 60)  # queued, it would hang
+        assert refused.value.retry_after == 3
+        assert not first.done() and not any(task.done() for task in rest)
+        held.release.set()
+        results = await asyncio.wait_for(asyncio.gather(first, *rest), 60)
+        for request, result in zip(admitted, results, strict=True):
+            np.testing.assert_allclose(result, encoder.embed(request), atol=1e-5)
+        small = images(1, 4, encoder.card)
+        np.testing.assert_allclose(await batcher.embed(small), encoder.embed(small), atol=1e-5)
+    finally:
+        held.release.set()
+        await batcher.stop()
+
+
+@pytest.mark.parametrize("batching", [True, False])
+async def test_a_timed_out_request_is_refused_and_its_queued_work_withdrawn(
+    encoder: OnnxEncoder, batching: bool
+) -> None:
+    held = HeldEncoder(encoder)
+    sizes: list[int] = []
+    batcher = MicroBatcher(
+        held,
+        name="vis",
+        batching=batching,
+        max_batch=4,
+        max_wait_ms=0,
+        max_queue=4,
+        observer=lambda n, _: sizes.append(n),
+    )
+    await batcher.start()
+    try:
+        first = images(1, 0, encoder.card)
+        running = asyncio.ensure_future(batcher.embed(first))  # no timeout: it holds the encoder until released
+        await asyncio.to_thread(held.entered.wait, 60)
+        batcher._timeout_s = 0.01  # the encoder is held: this request cannot be answered, however long it waits
+        with pytest.raises(EncodeTimeoutError) as timed_out:
+            await batcher.embed(images(3, 1, encoder.card))
+        assert timed_out.value.retry_after == 1
+        held.release.set()
+        np.testing.assert_allclose(await asyncio.wait_for(running, 60), encoder.embed(first), atol=1e-5)
+        batcher._timeout_s = None
+        small = images(4, 2, encoder.card)  # 4 admitted again: the timed-out images left the queue
+        np.testing.assert_allclose(await batcher.embed(small), encoder.embed(small), atol=1e-5)
+        assert sizes == [1, 4]  # the withdrawn 3 images were never encoded
+    finally:
+        held.release.set()
         await batcher.stop()

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from service.app import create_app
+from service.batching import EncodeTimeoutError, OverloadedError
 from service.settings import Settings
 from tests.service.conftest import TinyModels
 from tests.service.support import corrupt_exif_jpeg, files, image_bytes, serve, with_settings
@@ -132,6 +133,22 @@ async def test_413_decompression_bomb_guard(settings: Settings) -> None:
         )
         assert "img1.png" in detail and "4000x4000" in detail
         assert await gallery_count(client) == 0
+
+
+async def test_503_overloaded_and_timed_out_carry_retry_after(settings: Settings) -> None:
+    async with serve(settings) as (app, client):
+
+        async def busy(kind: str) -> None:
+            error = OverloadedError if kind == "full" else EncodeTimeoutError
+            raise error(f"encoder vis: {kind}", 7)
+
+        app.add_api_route("/busy/{kind}", busy)
+        for kind, code in (("full", "overloaded"), ("slow", "encode_timeout")):
+            r = await client.get(f"/busy/{kind}")
+            assert assert_error(r, 503, code) == f"encoder vis: {kind}"
+            assert r.headers["Retry-After"] == "7"
+        r = await client.post("/embed", params={"modality": "vis"}, files=files(image_bytes(1)))
+        assert r.status_code == 200 and "Retry-After" not in r.headers
 
 
 async def test_415_undecodable_image_and_unsupported_content_type(settings: Settings) -> None:

@@ -66,3 +66,10 @@ def test_reads_stay_open_and_the_audit_goes_to_the_log_by_default() -> None:
 def test_key_settings_that_protect_nothing_are_startup_errors(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**values)  # type: ignore[arg-type]
+
+
+def test_a_queue_limit_no_full_request_could_pass_is_a_startup_error() -> None:
+    with pytest.raises(ValidationError, match="VIREID_MAX_QUEUE \\(8\\) must be at least VIREID_MAX_FILES_PER_REQUEST"):
+        Settings(max_queue=8, max_files_per_request=9)
+    assert Settings(max_queue=9, max_files_per_request=9).max_queue == 9
+    assert (Settings().max_queue, Settings().encode_timeout_s, Settings().retry_after_s) == (256, 30.0, 1)
