@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +40,40 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         ImageTooLargeError: width x height exceeds ``max_pixels`` (checked from the header, before decoding).
         ImageDecodeError: the bytes are not a decodable image (nor is their EXIF block, when it is unreadable).
     """
+    with _image_errors():
+        img = _open_checked(data, max_pixels)
+        img.load()
+        return to_rgb(img)
+
+
+def image_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """Width x height read from the image header alone (nothing is decoded), checked as ``decode_image`` checks it.
+
+    Raises:
+        ImageTooLargeError: width x height exceeds ``max_pixels``.
+        ImageDecodeError: the bytes do not start with an image header Pillow reads.
+    """
+    with _image_errors():
+        width, height = _open_checked(data, max_pixels).size
+        return int(width * height)
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse an image over ``max_pixels``."""
+    img = Image.open(io.BytesIO(data))
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return img
+
+
+@contextlib.contextmanager
+def _image_errors() -> Iterator[None]:
+    """Turn Pillow's many failures into ``ImageTooLargeError`` (bombs) or ``ImageDecodeError`` (the rest)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-                )
-            img.load()
-            return to_rgb(img)
+            yield
     except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

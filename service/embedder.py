@@ -28,17 +28,19 @@ class Embedder:
         metrics: Metrics,
         decode_workers: int,
         max_image_pixels: int,
+        max_request_pixels: int,
     ) -> None:
         """Take started batchers; the decode threads are created here."""
         self._cards = dict(cards)
         self._batchers = dict(batchers)
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
+        self._max_request_pixels = max_request_pixels
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_workers, thread_name_prefix="decode")
 
     async def embed(self, modality: Modality, uploads: Sequence[Upload], endpoint: str) -> np.ndarray:
         """Decode (thread pool) and embed (micro-batcher) the uploads; returns float32 ``(N, D)``."""
-        decode = partial(decode_batch, uploads, self._cards[modality], self._max_image_pixels)
+        decode = partial(decode_batch, uploads, self._cards[modality], self._max_image_pixels, self._max_request_pixels)
         with self._metrics.time("decode"):
             batch = await asyncio.get_running_loop().run_in_executor(self._decode_pool, decode)
         embeddings = await self._batchers[modality].embed(batch)
@@ -72,4 +74,6 @@ async def start_embedder(encoders: Mapping[Modality, OnnxEncoder], settings: Set
     for batcher in batchers.values():
         await batcher.start()
     cards = {m: encoder.card for m, encoder in encoders.items()}
-    return Embedder(cards, batchers, metrics, settings.decode_workers, settings.max_image_pixels)
+    return Embedder(
+        cards, batchers, metrics, settings.decode_workers, settings.max_image_pixels, settings.max_request_pixels
+    )

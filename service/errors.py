@@ -2,7 +2,8 @@
 
 Statuses: 400 bad parameter value, 401 missing/wrong API key where one is needed, 403 the read-only key on a
 write, 404 unknown gallery id or route, 413 body over ``max_body_bytes`` (checked from Content-Length and while
-reading) or an image over ``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding),
+reading) or an image over ``max_image_pixels`` (decompression-bomb guard: the header is checked before decoding) or
+the images of a request over ``max_request_pixels`` in all (headers again),
 415 not a decodable image or a Content-Type no route at that path and method takes, 422 request validation
 (FastAPI's, reshaped), 503 encoders or gallery not loaded, or the encoder queue full (``max_queue``) or its wait
 over (``encode_timeout_s``), these two with a ``Retry-After`` header.
@@ -50,6 +51,10 @@ class NotReadyError(RuntimeError):
     """Encoders or gallery are not loaded (startup not finished, or shutting down)."""
 
 
+class RequestTooLargeError(ValueError):
+    """The images of one request sum to more pixels than ``max_request_pixels`` (read from their headers)."""
+
+
 class BodyTooLargeError(StarletteHTTPException):
     """The request body exceeds ``max_body_bytes``; an HTTPException so FastAPI's body reader re-raises it."""
 
@@ -67,6 +72,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     ItemNotFoundError: (404, "not_found"),
     BodyTooLargeError: (413, "body_too_large"),
     ImageTooLargeError: (413, "image_too_large"),
+    RequestTooLargeError: (413, "request_too_large"),
     ImageDecodeError: (415, "unsupported_image"),
     UnsupportedMediaTypeError: (415, "unsupported_media_type"),
     RequestValidationError: (422, "validation_error"),

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 from starlette.datastructures import UploadFile
 
 from common.model_card import ModelCard
-from common.preprocess import ImageDecodeError, ImageTooLargeError, decode_image, to_input
-from service.errors import BadParameterError, TooManyFilesError
+from common.preprocess import ImageDecodeError, ImageTooLargeError, decode_image, image_pixels, to_input
+from service.errors import BadParameterError, RequestTooLargeError, TooManyFilesError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,20 +52,31 @@ async def read_uploads(files: Sequence[UploadFile], max_files: int) -> list[Uplo
     return [Upload(f.filename, await f.read()) for f in files]
 
 
-def decode_batch(uploads: Sequence[Upload], card: ModelCard, max_pixels: int) -> np.ndarray:
+def decode_batch(uploads: Sequence[Upload], card: ModelCard, max_pixels: int, max_request_pixels: int) -> np.ndarray:
     """Decode and resize every upload to float32 ``(N, 3, H, W)`` in [0, 1]; blocking, run it in a thread.
+
+    Every header is read (and the request's pixel total checked) before any image is decoded.
 
     Raises:
         ImageTooLargeError: an image exceeds ``max_pixels`` (the file is named).
+        RequestTooLargeError: the images sum to more than ``max_request_pixels``.
         ImageDecodeError: a file is not a decodable image (the file is named).
     """
-    arrays = []
-    for upload in uploads:
-        try:
-            img = decode_image(upload.data, max_pixels=max_pixels)
-        except ImageTooLargeError as exc:
-            raise ImageTooLargeError(f"{upload.name}: {exc}") from exc
-        except ImageDecodeError as exc:
-            raise ImageDecodeError(f"{upload.name}: {exc}") from exc
-        arrays.append(to_input(img, card.input_height, card.input_width))
-    return np.stack(arrays)
+    total = sum(_named(upload, partial(image_pixels, max_pixels=max_pixels)) for upload in uploads)
+    if total > max_request_pixels:
+        raise RequestTooLargeError(
+            f"the {len(uploads)} images hold {total} pixels in all; the limit per request is {max_request_pixels} "
+            "(VIREID_MAX_REQUEST_PIXELS): send fewer or smaller images"
+        )
+    decode = partial(decode_image, max_pixels=max_pixels)
+    return np.stack([to_input(_named(u, decode), card.input_height, card.input_width) for u in uploads])
+
+
+def _named(upload: Upload, read: Callable[[bytes], T]) -> T:
+    """Run ``read`` on the upload's bytes, naming the file in an image error."""
+    try:
+        return read(upload.data)
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{upload.name}: {exc}") from exc
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"{upload.name}: {exc}") from exc

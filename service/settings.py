@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         description="append the audit log (a JSON line per write) to this file; default: logger vireid.audit",
     )
 
-    # Admission control: bounded work before the encoder, bounded waits on it.
+    # Admission control: bounded work before the encoder, bounded waits on it, bounded pixels per request.
     max_queue: int = Field(
         default=256,
         ge=1,
@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(
         default=1, ge=1, description="seconds the Retry-After header of an overloaded or timed-out request advises"
+    )
+    max_request_pixels: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="most pixels (width x height, from the headers) the images of one request may sum to; 413 past it",
     )
 
     @model_validator(mode="after")

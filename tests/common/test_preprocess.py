@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.preprocess import ImageDecodeError, ImageTooLargeError, decode_image, normalize, to_input
+from common.preprocess import ImageDecodeError, ImageTooLargeError, decode_image, image_pixels, normalize, to_input
 
 
 def _encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -74,3 +74,16 @@ def test_a_corrupt_exif_block_still_decodes_with_its_orientation():
     decoded = np.asarray(decode_image(data))
     assert decoded.shape == (24, 48, 3)  # 24x48 (w x h) stored, rotated to 48x24
     np.testing.assert_array_equal(decoded, np.rot90(stored, k=-1))
+
+
+def test_image_pixels_reads_the_header_only_and_applies_the_limit():
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buf, format="PNG")
+    truncated = buf.getvalue()[:60]  # the header, no pixel data
+    assert image_pixels(truncated) == 1200
+    with pytest.raises(ImageDecodeError):
+        decode_image(truncated)
+    with pytest.raises(ImageTooLargeError, match="40x30"):
+        image_pixels(truncated, max_pixels=1199)
+    with pytest.raises(ImageDecodeError):
+        image_pixels(b"not an image")

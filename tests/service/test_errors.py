@@ -135,6 +135,22 @@ async def test_413_decompression_bomb_guard(settings: Settings) -> None:
         assert await gallery_count(client) == 0
 
 
+async def test_413_request_pixels_summed_from_the_headers_before_decoding(settings: Settings) -> None:
+    square = image_bytes(1, size=(64, 64))  # 4096 pixels each
+    truncated = image_bytes(2, size=(64, 64))[:200]  # a readable header, pixels that never decode
+    async with serve(with_settings(settings, max_request_pixels=2 * 64 * 64)) as (_, client):
+        three = files(square, image_bytes(3, size=(64, 64)), truncated)
+        detail = assert_error(
+            await client.post("/gallery", params={"modality": "vis"}, files=three), 413, "request_too_large"
+        )
+        assert "12288 pixels" in detail and "8192" in detail  # the truncated file was refused, not decoded
+        assert await gallery_count(client) == 0
+        two = files(square, image_bytes(3, size=(64, 64)))
+        assert (await client.post("/gallery", params={"modality": "vis"}, files=two)).status_code == 201
+        r = await client.post("/embed", params={"modality": "vis"}, files=files(square, truncated))
+        assert "img1.png" in assert_error(r, 415, "unsupported_image")  # within the total, it is decoded: 415
+
+
 async def test_503_overloaded_and_timed_out_carry_retry_after(settings: Settings) -> None:
     async with serve(settings) as (app, client):
 

@@ -73,3 +73,7 @@ def test_a_queue_limit_no_full_request_could_pass_is_a_startup_error() -> None:
         Settings(max_queue=8, max_files_per_request=9)
     assert Settings(max_queue=9, max_files_per_request=9).max_queue == 9
     assert (Settings().max_queue, Settings().encode_timeout_s, Settings().retry_after_s) == (256, 30.0, 1)
+
+
+def test_request_pixel_limit_defaults_to_five_images_at_the_image_limit() -> None:
+    assert Settings().max_request_pixels == 100_000_000 == 5 * Settings().max_image_pixels
