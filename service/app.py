@@ -27,7 +27,8 @@ modalities (an infrared query searches visible items by default, and the other w
 
 Errors are JSON `{"error": code, "detail": message}`. Writes need the `X-API-Key` header when the service
 has an API key configured; with `VIREID_AUTH_READS=true`, every endpoint but `/healthz` and `/readyz` needs it
-(the write key, or the read-only key for reads).
+(the write key, or the read-only key for reads). A method a path does not take is 405 `method_not_allowed`
+with an `Allow` header listing the methods it does take.
 """
 
 

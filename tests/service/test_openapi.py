@@ -54,3 +54,15 @@ async def test_modality_parameters_list_exactly_the_names_the_service_takes(sett
         r = await client.get("/gallery", params={"modality": "visual"})
         assert r.status_code == 400 and "visual" not in names[0]
         assert_documented_error(spec, "get", "/gallery", r)
+
+
+async def test_405_is_the_error_body_with_every_method_of_the_path_in_allow(settings: Settings) -> None:
+    async with serve(settings) as (_, client):
+        spec = await document_of(client)
+        assert "405 `method_not_allowed`" in spec["info"]["description"]
+        assert "`Allow` header" in spec["info"]["description"]
+        for path, item in spec["paths"].items():
+            r = await client.patch(path.replace("{item_id}", "1"))
+            assert r.status_code == 405, path
+            assert r.json() == {"error": "method_not_allowed", "detail": "Method Not Allowed"}
+            assert r.headers["allow"] == ", ".join(sorted(m.upper() for m in item)), path
