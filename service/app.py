@@ -16,6 +16,7 @@ from service.internal_errors import InternalErrorMiddleware
 from service.limits import BodyLimitMiddleware
 from service.media_routes import document_shared_operations
 from service.metrics import Metrics, RequestCounterMiddleware
+from service.openapi import document_api
 from service.routes import embed, gallery, health, search
 from service.runtime import open_runtime
 from service.settings import Settings
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (embed, gallery, search, health):
         app.include_router(module.router)
     document_shared_operations(app)  # POST /search: one operation, a multipart and a JSON body
+    document_api(app)  # the middlewares' error statuses, the loaded model's embedding length
     return app

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from common.modality import MODALITY_NAMES
+from service.app import create_app
 from service.settings import Settings
-from tests.service.support import serve
+from tests.service.support import serve, with_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +39,30 @@ def assert_documented_error(spec: dict[str, Any], method: str, path: str, r: htt
     assert set(body) == {"error", "detail"} and all(isinstance(v, str) for v in body.values())
 
 
+async def test_every_error_status_is_the_error_body_with_the_middlewares_statuses(settings: Settings) -> None:
+    keyed = with_settings(settings, api_key="w" * 16, read_api_key="r" * 16, auth_reads=True)
+    async with serve(keyed) as (_, client):
+        spec = await document_of(client, key="r" * 16)
+        assert "ValidationError" not in json.dumps(spec)  # FastAPI's HTTPValidationError list shape is gone
+        for path, method, op in operations(spec):
+            errors = {s: r for s, r in op["responses"].items() if int(s) >= 400}
+            assert {"413", "500"} <= set(errors), (method, path)
+            for status, response in errors.items():
+                assert response["content"]["application/json"]["schema"] == ERROR_BODY, (method, path, status)
+        auth = {(p, m): {"401", "403"} & set(op["responses"]) for p, m, op in operations(spec)}
+        assert auth[("/healthz", "get")] == auth[("/readyz", "get")] == set()
+        assert auth[("/embed", "post")] == auth[("/gallery", "get")] == auth[("/metrics", "get")] == {"401"}
+        assert auth[("/gallery", "post")] == auth[("/gallery/{item_id}", "delete")] == {"401", "403"}
+        assert_documented_error(spec, "get", "/metrics", await client.get("/metrics"))
+        read = {"X-API-Key": "r" * 16}
+        r = await client.delete("/gallery/1", headers=read)
+        assert r.status_code == 403
+        assert_documented_error(spec, "delete", "/gallery/{item_id}", r)
+        r = await client.get("/gallery", params={"offset": -1}, headers=read)
+        assert r.status_code == 422
+        assert_documented_error(spec, "get", "/gallery", r)
+
+
 async def test_modality_parameters_list_exactly_the_names_the_service_takes(settings: Settings) -> None:
     async with serve(settings) as (_, client):
         spec = await document_of(client)
@@ -54,6 +81,24 @@ async def test_modality_parameters_list_exactly_the_names_the_service_takes(sett
         r = await client.get("/gallery", params={"modality": "visual"})
         assert r.status_code == 400 and "visual" not in names[0]
         assert_documented_error(spec, "get", "/gallery", r)
+
+
+async def test_embedding_length_is_the_loaded_models_and_unknown_before_loading(settings: Settings) -> None:
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test") as client:
+        before = (await document_of(client))["components"]["schemas"]["EmbeddingQuery"]["properties"]["embedding"]
+        assert "not loaded" in before["description"] and "maxItems" not in before
+        async with app.router.lifespan_context(app):
+            dim = (await client.get("/readyz")).json()["embedding_dim"]
+            spec = await document_of(client)
+            embedding = spec["components"]["schemas"]["EmbeddingQuery"]["properties"]["embedding"]
+            assert (embedding["minItems"], embedding["maxItems"]) == (dim, dim)
+            assert "not loaded" not in embedding["description"]
+            for n, status in ((dim, 200), (dim + 1, 400), (dim - 1, 400)):
+                values = np.full(n, 1 / np.sqrt(n)).tolist()
+                r = await client.post("/search", params={"modality": "vis"}, json={"embedding": values})
+                assert r.status_code == status, (n, r.text)
+            assert_documented_error(spec, "post", "/search", r)
 
 
 async def test_405_is_the_error_body_with_every_method_of_the_path_in_allow(settings: Settings) -> None:
