@@ -96,7 +96,7 @@ async def add_items(
     metrics: MetricsDep,
     settings: SettingsDep,
     modality: ModalityDep,
-    files: Annotated[list[UploadFile], File(description="one or more image files")],
+    files: Annotated[list[UploadFile], File(min_length=1, description="one or more image files")],
     label: Annotated[str | None, Form(description="person label for every file")] = None,
     camera: Annotated[str | None, Form(description="camera for every file")] = None,
     captured_at: Annotated[str | None, Form(description="ISO 8601 capture time for every file")] = None,

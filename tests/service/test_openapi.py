@@ -111,3 +111,13 @@ async def test_405_is_the_error_body_with_every_method_of_the_path_in_allow(sett
             assert r.status_code == 405, path
             assert r.json() == {"error": "method_not_allowed", "detail": "Method Not Allowed"}
             assert r.headers["allow"] == ", ".join(sorted(m.upper() for m in item)), path
+
+
+async def test_uploads_take_at_least_one_file_as_documented(settings: Settings) -> None:
+    async with serve(settings) as (_, client):
+        spec = await document_of(client)
+        for path, body in (("/embed", "Body_embed_embed_post"), ("/gallery", "Body_add_items_gallery_post")):
+            assert spec["components"]["schemas"][body]["properties"]["files"]["minItems"] == 1
+            r = await client.post(path, params={"modality": "vis"}, files={"label": (None, b"0042")})
+            assert r.status_code == 422 and "files" in r.json()["detail"], r.text
+            assert_documented_error(spec, "post", path, r)
