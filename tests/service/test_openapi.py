@@ -12,7 +12,7 @@ import pytest
 from common.modality import MODALITY_NAMES
 from service.app import create_app
 from service.settings import Settings
-from tests.service.support import serve, with_settings
+from tests.service.support import files, image_bytes, serve, with_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -113,11 +113,17 @@ async def test_405_is_the_error_body_with_every_method_of_the_path_in_allow(sett
             assert r.headers["allow"] == ", ".join(sorted(m.upper() for m in item)), path
 
 
-async def test_uploads_take_at_least_one_file_as_documented(settings: Settings) -> None:
-    async with serve(settings) as (_, client):
+async def test_uploads_take_one_to_max_files_per_request_as_documented(settings: Settings) -> None:
+    async with serve(with_settings(settings, max_files_per_request=2)) as (_, client):
         spec = await document_of(client)
         for path, body in (("/embed", "Body_embed_embed_post"), ("/gallery", "Body_add_items_gallery_post")):
-            assert spec["components"]["schemas"][body]["properties"]["files"]["minItems"] == 1
+            schema = spec["components"]["schemas"][body]["properties"]["files"]
+            assert (schema["minItems"], schema["maxItems"]) == (1, 2)
             r = await client.post(path, params={"modality": "vis"}, files={"label": (None, b"0042")})
             assert r.status_code == 422 and "files" in r.json()["detail"], r.text
             assert_documented_error(spec, "post", path, r)
+            r = await client.post(path, params={"modality": "vis"}, files=files(*[image_bytes(i) for i in range(3)]))
+            assert (r.status_code, r.json()["error"]) == (400, "too_many_files"), r.text
+            assert_documented_error(spec, "post", path, r)
+            r = await client.post(path, params={"modality": "vis"}, files=files(image_bytes(1), image_bytes(2)))
+            assert r.status_code < 300, r.text
