@@ -36,3 +36,5 @@ _ALIASES: dict[str, Modality] = {
     "thermal": Modality.INFRARED,
     "nir": Modality.INFRARED,
 }
+
+MODALITY_NAMES: tuple[str, ...] = tuple(_ALIASES)  # every name ``Modality.parse`` accepts (any case, padded)

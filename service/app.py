@@ -16,6 +16,7 @@ from service.internal_errors import InternalErrorMiddleware
 from service.limits import BodyLimitMiddleware
 from service.media_routes import document_shared_operations
 from service.metrics import Metrics, RequestCounterMiddleware
+from service.openapi import document_api
 from service.routes import embed, gallery, health, search
 from service.runtime import open_runtime
 from service.settings import Settings
@@ -27,7 +28,8 @@ modalities (an infrared query searches visible items by default, and the other w
 
 Errors are JSON `{"error": code, "detail": message}`. Writes need the `X-API-Key` header when the service
 has an API key configured; with `VIREID_AUTH_READS=true`, every endpoint but `/healthz` and `/readyz` needs it
-(the write key, or the read-only key for reads).
+(the write key, or the read-only key for reads). A method a path does not take is 405 `method_not_allowed`
+with an `Allow` header listing the methods it does take.
 """
 
 
@@ -60,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (embed, gallery, search, health):
         app.include_router(module.router)
     document_shared_operations(app)  # POST /search: one operation, a multipart and a JSON body
+    document_api(app)  # the middlewares' error statuses, the loaded model's embedding length
     return app

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
-from common.modality import Modality
+from common.modality import MODALITY_NAMES, Modality
 from index.base import Gallery
 from service.auth import API_KEY_HEADER, request_access
 from service.embedder import Embedder
@@ -99,7 +99,8 @@ async def query_modality(
     modality: Annotated[
         str,
         Query(
-            description="modality of the uploaded images: vis|ir (visible|infrared accepted)",
+            description="modality of the uploaded images: vis|ir (aliases accepted; case and padding ignored)",
+            json_schema_extra={"enum": list(MODALITY_NAMES)},
             openapi_examples={"visible": {"value": "vis"}, "infrared": {"value": "ir"}},
         ),
     ],

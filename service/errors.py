@@ -12,13 +12,16 @@ over (``encode_timeout_s``), these two with a ``Retry-After`` header.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from common.preprocess import ImageDecodeError, ImageTooLargeError
 from index.errors import InvalidEmbeddingError, ItemNotFoundError
@@ -107,6 +110,16 @@ def format_validation_errors(errors: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
+def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
+    """The methods the routes at ``path`` take, sorted (what a 405's ``Allow`` header lists)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(routes):
+        regex: re.Pattern[str] | None = getattr(route, "path_regex", None)
+        if regex is not None and regex.fullmatch(path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register one handler per ``HTTP_ERRORS`` entry, plus Starlette's HTTP errors and a catch-all 500."""
 
@@ -125,7 +138,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "detail": _message(exc)}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette's Allow names the first route's methods only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app.routes, request.url.path))}
+        return JSONResponse({"error": code, "detail": _message(exc)}, status_code=exc.status_code, headers=headers)
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -195,11 +195,13 @@ class ReadyResponse(BaseModel):
 
 _ERROR_DESCRIPTIONS = {
     400: "bad parameter value",
-    401: "write without the configured X-API-Key, or with a wrong one",
+    401: "no valid X-API-Key where one is needed (writes once a key is set; reads too with VIREID_AUTH_READS)",
+    403: "the read-only API key on a write",
     404: "unknown gallery id",
     413: "body over the configured limit, or an image over the pixel limit (decompression-bomb guard)",
     415: "not a decodable image (or an unsupported content type)",
     422: "request validation failed",
+    500: "unexpected server error (the service log says why)",
     503: "encoders or gallery not loaded",
 }
 
@@ -207,3 +209,9 @@ _ERROR_DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the listed error statuses."""
     return {s: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+def error_response_entry(status: int) -> dict[str, Any]:
+    """The generated OpenAPI response object of an error status (as ``error_responses`` produces it)."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {"description": _ERROR_DESCRIPTIONS[status], "content": {"application/json": {"schema": schema}}}

@@ -24,7 +24,7 @@ async def embed(
     model: ModelDep,
     settings: SettingsDep,
     modality: ModalityDep,
-    files: Annotated[list[UploadFile], File(description="one or more image files (any Pillow format)")],
+    files: Annotated[list[UploadFile], File(min_length=1, description="one or more image files (any Pillow format)")],
 ) -> EmbedResponse:
     """L2-normalised embeddings of the uploaded images, in upload order.
 

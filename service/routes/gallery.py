@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from common.modality import Modality
+from common.modality import MODALITY_NAMES, Modality
 from index.base import NewItem
 from service.deps import (
     WRITE_ACCESS,
@@ -96,7 +96,7 @@ async def add_items(
     metrics: MetricsDep,
     settings: SettingsDep,
     modality: ModalityDep,
-    files: Annotated[list[UploadFile], File(description="one or more image files")],
+    files: Annotated[list[UploadFile], File(min_length=1, description="one or more image files")],
     label: Annotated[str | None, Form(description="person label for every file")] = None,
     camera: Annotated[str | None, Form(description="camera for every file")] = None,
     captured_at: Annotated[str | None, Form(description="ISO 8601 capture time for every file")] = None,
@@ -134,7 +134,13 @@ async def list_items(
     metrics: MetricsDep,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="items to skip (id order)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
-    modality: Annotated[str | None, Query(description="only this modality: vis|ir")] = None,
+    modality: Annotated[
+        str | None,
+        Query(
+            description="only this modality: vis|ir (aliases accepted; case and padding ignored)",
+            json_schema_extra={"enum": list(MODALITY_NAMES)},
+        ),
+    ] = None,
 ) -> GalleryPage:
     """A page of items in id order, and the number of items per modality."""
     only = parse_modality(modality) if modality is not None else None

@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from common.modality import Modality
+from common.modality import MODALITY_NAMES, Modality
 from index.base import Gallery, SearchFilter
 from service.deps import EmbedderDep, GalleryDep, MetricsDep, ModalityDep, ModelDep, SettingsDep, parse_modality
 from service.errors import BadParameterError
@@ -72,7 +72,12 @@ async def search_query(
     modality: ModalityDep,
     top_k: Annotated[int | None, Query(ge=1, description="matches to return (default VIREID_DEFAULT_TOP_K)")] = None,
     target: Annotated[
-        str | None, Query(description="modality to search: vis|ir|any (default: the other one)", examples=["vis"])
+        str | None,
+        Query(
+            description="modality to search: vis|ir|any (default: the other one; case and padding ignored)",
+            examples=["vis"],
+            json_schema_extra={"enum": [*MODALITY_NAMES, *ALL_MODALITIES]},
+        ),
     ] = None,
     min_score: Annotated[float | None, Query(ge=-1.0, le=1.0, description="drop matches scoring below")] = None,
     label: Annotated[str | None, Query(description="only items with this label")] = None,
