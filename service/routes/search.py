@@ -53,8 +53,9 @@ def parse_target(target: str | None, query: Modality) -> Modality | None:
 
 
 def check_embedding(values: list[float], dim: int) -> np.ndarray:
-    """A query embedding as float32 ``(1, dim)``; 400 unless it has ``dim`` finite values of unit L2 norm."""
-    q = np.asarray(values, dtype=np.float32)
+    """A query embedding as float32 ``(1, dim)``; 400 unless it has ``dim`` float32-finite values of unit L2 norm."""
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused just below
+        q = np.asarray(values, dtype=np.float32)
     if q.shape != (dim,):
         raise BadParameterError(f"embedding has {q.shape[0]} values; this model's embeddings have {dim}")
     if not np.all(np.isfinite(q)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +12,8 @@ from PIL import Image
 
 from service.app import create_app
 from service.batching import EncodeTimeoutError, OverloadedError
+from service.errors import BadParameterError
+from service.routes.search import check_embedding
 from service.settings import Settings
 from tests.service.conftest import TinyModels
 from tests.service.support import corrupt_exif_jpeg, files, image_bytes, serve, with_settings
@@ -242,3 +245,11 @@ async def test_503_until_loaded_and_after_shutdown(settings: Settings) -> None:
             assert (await client.get("/readyz")).status_code == 200
         assert_error(await client.get("/readyz"), 503, "not_ready")
         assert_error(await client.get("/gallery"), 503, "not_ready")
+
+
+def test_an_embedding_value_past_float32_range_is_400_without_a_warning() -> None:
+    """1e39 fits a JSON number but not a float32: refused as non-finite, with no numpy overflow warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BadParameterError, match="non-finite"):
+            check_embedding([1e39, 0.0, 0.0, 0.0], 4)
