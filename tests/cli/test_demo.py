@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 from pathlib import Path
 
 import httpx
@@ -17,17 +16,10 @@ import pytest
 from cli.demo import STEPS, DemoError, DemoOptions, Steps, demo_client, identity_crops, resolve_config
 from cli.main import main
 from tests.service.conftest import TinyModels
-from tests.service.support import files, image_bytes
+from tests.service.support import files, free_port, image_bytes
 from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 
 FAST = ["--set", "schedule.epochs=1", "--set", "run.max_iters=2", "--set", "run.eval_every=0"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_sysu_tree(root: Path) -> None:

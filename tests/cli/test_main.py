@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,16 +26,9 @@ from cli.demo import wait_ready
 from cli.main import build_parser, format_matches, main
 from common.modality import Modality
 from tests.service.conftest import TinyModels
-from tests.service.support import image_bytes
+from tests.service.support import free_port, image_bytes
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

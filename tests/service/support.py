@@ -21,6 +21,13 @@ from common.model_card import ModelCard
 from service.settings import Settings
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def read_card(path: Path) -> ModelCard:
     """The ModelCard stored in an ONNX file's metadata."""
     proto = onnx.load(str(path), load_external_data=False)
