@@ -24,6 +24,7 @@ class NewItem:
     source: str | None = None  # e.g. the uploaded file name
     sha256: str | None = None  # of the image bytes
     extra: dict[str, Any] = field(default_factory=dict)  # free JSON
+    thumbnail: bytes | None = None  # a small JPEG of the crop, kept with the item and removed with it
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ class Gallery(Protocol):
 
     def counts(self) -> dict[Modality, int]:
         """Number of items per modality (every modality present as a key)."""
+        ...
+
+    def vectors(self, item_ids: Sequence[int]) -> np.ndarray:
+        """Stored float32 embeddings ``(n, dim)`` of the given ids, in their order; raises ``ItemNotFoundError``."""
+        ...
+
+    def thumbnail(self, item_id: int) -> bytes | None:
+        """The item's JPEG thumbnail, ``None`` if it was added without one; raises ``ItemNotFoundError``."""
         ...
 
     def delete(self, item_id: int) -> None:

@@ -52,7 +52,7 @@ from index.background import BackgroundWorker
 from index.base import GalleryItem, Match, NewItem, SearchFilter
 from index.config import IndexConfig
 from index.dirlock import LOCK_NAME, DirectoryLock, lock_directory
-from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError
+from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError, ItemNotFoundError
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
 from index.metadata import SQLITE_NAME, MetadataStore
@@ -384,6 +384,23 @@ class FaissGallery:
         self._check_open()
         with self._rw.read():
             return self._store.counts()
+
+    def vectors(self, item_ids: Sequence[int]) -> np.ndarray:
+        """Stored float32 embeddings ``(n, dim)`` of the given ids, in their order; raises ``ItemNotFoundError``."""
+        self._check_open()
+        wanted = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        with self._rw.read():
+            found, vectors = self._store.vectors(wanted)
+        if len(found) != len(wanted):
+            missing = sorted(set(wanted.tolist()) - set(found.tolist()))
+            raise ItemNotFoundError(f"no gallery item has id {missing[0]}")
+        return vectors
+
+    def thumbnail(self, item_id: int) -> bytes | None:
+        """The item's JPEG thumbnail, ``None`` if it was added without one; raises ``ItemNotFoundError``."""
+        self._check_open()
+        with self._rw.read():
+            return self._store.thumbnail(item_id)
 
     def delete(self, item_id: int) -> None:
         """Remove one item (vector and metadata); raises ``ItemNotFoundError``; durable on return."""

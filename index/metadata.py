@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY,  -- items.id
     embedding BLOB NOT NULL  -- float32 little-endian, embedding_dim values
 );
+CREATE TABLE IF NOT EXISTS thumbnails (
+    id INTEGER PRIMARY KEY,  -- items.id
+    jpeg BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('next_id', 1);
 """
@@ -127,6 +131,10 @@ class MetadataStore:
                 [(i, *row, now) for i, row in zip(ids, rows, strict=True)],
             )
             conn.executemany("INSERT INTO vectors (id, embedding) VALUES (?, ?)", list(zip(ids, blobs, strict=True)))
+            conn.executemany(
+                "INSERT INTO thumbnails (id, jpeg) VALUES (?, ?)",
+                [(i, item.thumbnail) for i, item in zip(ids, items, strict=True) if item.thumbnail is not None],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -134,7 +142,7 @@ class MetadataStore:
         return ids
 
     def delete(self, ids: Sequence[int]) -> None:
-        """Delete items and their vectors in one transaction (missing ids are ignored)."""
+        """Delete items, their vectors and thumbnails in one transaction (missing ids are ignored)."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -143,6 +151,7 @@ class MetadataStore:
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
                 conn.execute(f"DELETE FROM vectors WHERE id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM thumbnails WHERE id IN ({marks})", chunk)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -155,6 +164,16 @@ class MetadataStore:
         if row is None:
             raise ItemNotFoundError(f"no gallery item has id {item_id}")
         return _row_to_item(row)
+
+    def thumbnail(self, item_id: int) -> bytes | None:
+        """The item's JPEG thumbnail or ``None``; raises ``ItemNotFoundError`` for an unknown id."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT t.jpeg FROM items i LEFT JOIN thumbnails t ON t.id = i.id WHERE i.id = ?", (int(item_id),)
+            ).fetchone()
+        if row is None:
+            raise ItemNotFoundError(f"no gallery item has id {item_id}")
+        return None if row[0] is None else bytes(row[0])
 
     def get_many(self, ids: Sequence[int]) -> dict[int, GalleryItem]:
         """Items by id; absent ids are left out."""

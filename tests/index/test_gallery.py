@@ -177,3 +177,30 @@ def test_directory_holds_index_files_sqlite_and_manifest(open_gallery: OpenGalle
     names = sorted(p.name for p in (tmp_path / "g").iterdir() if not p.name.startswith("metadata.sqlite-"))
     assert names == ["faiss_ir.index", "faiss_vis.index", "manifest.json", "metadata.sqlite"]
     assert sum(open_gallery().counts().values()) == 5
+
+
+def test_vectors_and_thumbnails_round_trip_and_go_with_the_item(open_gallery: OpenGallery):
+    vectors = unit(4, seed=11)
+    items = [
+        NewItem(embedding=v, modality=Modality.INFRARED, thumbnail=(b"\xff\xd8jpeg%d" % i if i % 2 == 0 else None))
+        for i, v in enumerate(vectors)
+    ]
+    gallery = open_gallery()
+    ids = gallery.add(items)
+    gallery.close()
+
+    gallery = open_gallery()
+    np.testing.assert_array_equal(gallery.vectors([ids[2], ids[0]]), vectors[[2, 0]])
+    assert gallery.vectors([]).shape == (0, DIM)
+    with pytest.raises(ItemNotFoundError):
+        gallery.vectors([ids[0], 999])
+    assert gallery.thumbnail(ids[0]) == b"\xff\xd8jpeg0"
+    assert gallery.thumbnail(ids[1]) is None
+    gallery.delete(ids[0])
+    with pytest.raises(ItemNotFoundError):
+        gallery.thumbnail(ids[0])
+    with pytest.raises(ItemNotFoundError):
+        gallery.thumbnail(999)
+    store = gallery._store
+    with store._reader() as conn:  # the thumbnail row went with the item, not only out of sight
+        assert conn.execute("SELECT COUNT(*) FROM thumbnails").fetchone() == (1,)
