@@ -19,6 +19,7 @@ _.model_config
 _._check_nprobe  # index/config.py: IndexConfig
 _._sorted_milestones  # training/config.py: ScheduleConfig
 _._check_queue  # service/settings.py: Settings
+_._check_providers  # service/settings.py: Settings
 
 # Fields serialised to JSON (response bodies, manifest.json, synth.json) and read by clients and tests.
 _.created_at  # index/manifest.py

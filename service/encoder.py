@@ -11,7 +11,8 @@ import onnxruntime as ort
 
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
-from common.providers import CUDA_PROVIDER
+from common.providers import CUDA_PROVIDER, TENSORRT_PROVIDER
+from service.tensorrt import TensorrtOptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,17 @@ class OnnxEncoder:
     The input size and everything else about the model come from the ``ModelCard`` in the file's metadata.
     """
 
-    def __init__(self, path: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        providers: Sequence[str],
+        intra_op_threads: int = 0,
+        spinning: bool = False,
+        tensorrt: TensorrtOptions | None = None,
+    ) -> None:
         """Open ``path`` on the first usable provider of ``providers`` and read its ModelCard.
+
+        ``tensorrt`` configures TensorrtExecutionProvider when ``providers`` lists it (default options otherwise).
 
         Raises:
             EncoderLoadError: the file is missing, lacks metadata, or has unexpected input/output names.
@@ -63,8 +73,11 @@ class OnnxEncoder:
         # Spinning threads keep cores busy after each run, starving HTTP parsing and decoding on shared cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.path = path
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
+        self.session = ort.InferenceSession(
+            str(path), sess_options=options, providers=with_provider_options(usable, path, tensorrt)
+        )
         self.providers: list[str] = list(self.session.get_providers())
+        self._warn_on_tensorrt_fallback(providers, available)
         self._warn_on_cuda_fallback(providers, available)
         try:
             self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map)
@@ -86,6 +99,19 @@ class OnnxEncoder:
             self.card.input_height,
             self.card.input_width,
             self.providers,
+        )
+
+    def _warn_on_tensorrt_fallback(self, requested: Sequence[str], available: Sequence[str]) -> None:
+        if TENSORRT_PROVIDER not in requested or TENSORRT_PROVIDER in self.providers:
+            return
+        logger.warning(
+            "TensorRT was requested but %s runs on %s: %s; check that the GPU image is used "
+            "(the tensorrt-cu13-libs package) and a GPU is visible",
+            self.path,
+            self.providers,
+            "its libraries failed to load or no GPU is visible"
+            if TENSORRT_PROVIDER in available
+            else f"this onnxruntime build lacks it (available: {list(available)})",
         )
 
     def _warn_on_cuda_fallback(self, requested: Sequence[str], available: Sequence[str]) -> None:
@@ -123,8 +149,20 @@ class OnnxEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
+def with_provider_options(
+    providers: Sequence[str], model: Path, tensorrt: TensorrtOptions | None
+) -> list[str | tuple[str, dict[str, str]]]:
+    """The provider list for ``InferenceSession``, TensorRT given its options for ``model``."""
+    trt = tensorrt or TensorrtOptions(cache_dir=Path("trt-cache"))  # the VIREID_TRT_* defaults
+    return [(p, trt.provider_options(model)) if p == TENSORRT_PROVIDER else p for p in providers]
+
+
 def load_encoders(
-    model_dir: Path, providers: Sequence[str], intra_op_threads: int = 0, spinning: bool = False
+    model_dir: Path,
+    providers: Sequence[str],
+    intra_op_threads: int = 0,
+    spinning: bool = False,
+    tensorrt: TensorrtOptions | None = None,
 ) -> dict[Modality, OnnxEncoder]:
     """Open ``encoder_vis.onnx`` and ``encoder_ir.onnx`` in ``model_dir`` and check they belong together.
 
@@ -133,7 +171,8 @@ def load_encoders(
         EncoderMismatchError: the files disagree on model version or embedding dim, or carry the wrong modality.
     """
     encoders = {
-        m: OnnxEncoder(model_dir / encoder_filename(m), providers, intra_op_threads, spinning) for m in Modality
+        m: OnnxEncoder(model_dir / encoder_filename(m), providers, intra_op_threads, spinning, tensorrt)
+        for m in Modality
     }
     for modality, encoder in encoders.items():
         if encoder.card.modality is not modality:

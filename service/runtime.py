@@ -17,6 +17,7 @@ from service.embedder import Embedder, start_embedder
 from service.encoder import OnnxEncoder, load_encoders
 from service.metrics import Metrics, refresh_gallery_gauge
 from service.settings import Settings
+from service.tensorrt import TensorrtOptions
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,16 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         EncoderLoadError: encoders missing, unreadable or mismatched.
         IndexMismatchError: the gallery on disk belongs to another model version or dimension.
     """
+    tensorrt = TensorrtOptions(
+        settings.trt_cache_dir, settings.trt_fp16, settings.trt_int8, settings.trt_max_workspace_bytes
+    )
     encoders = await run_in_threadpool(
-        load_encoders, settings.model_dir, settings.providers, settings.intra_op_threads, settings.intra_op_spinning
+        load_encoders,
+        settings.model_dir,
+        settings.providers,
+        settings.intra_op_threads,
+        settings.intra_op_spinning,
+        tensorrt,
     )
     card = encoders[Modality.VISIBLE].card
     gallery = await run_in_threadpool(

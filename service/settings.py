@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from index.config import IndexConfig
+from service.tensorrt import check_provider_order
 
 
 class Settings(BaseSettings):
@@ -110,6 +111,25 @@ class Settings(BaseSettings):
         ge=1,
         description="most pixels (width x height, from the headers) the images of one request may sum to; 413 past it",
     )
+
+    # TensorRT, used when VIREID_PROVIDERS lists TensorrtExecutionProvider (README "GPU serving").
+    trt_cache_dir: Path = Field(
+        default=Path("trt-cache"),
+        description="persistent directory for TensorRT engines and its timing cache (an engine takes minutes to build)",
+    )
+    trt_fp16: bool = Field(default=False, description="let TensorRT run layers in float16")
+    trt_int8: bool = Field(
+        default=False, description="let TensorRT run layers in int8 (for an int8 QDQ export, whose scales it uses)"
+    )
+    trt_max_workspace_bytes: int = Field(
+        default=2 << 30, ge=1 << 20, description="most GPU memory TensorRT may use as scratch while building engines"
+    )
+
+    @model_validator(mode="after")
+    def _check_providers(self) -> Self:
+        """Refuse repeated providers, or TensorRT, CUDA and CPU out of that order."""
+        check_provider_order(self.providers)
+        return self
 
     @model_validator(mode="after")
     def _check_queue(self) -> Self:
