@@ -238,13 +238,18 @@ def measure(rounds: int, fns: dict[str, Callable[[], float]]) -> dict[str, float
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model-dir``, or the network ``export_model`` builds without it."""
     parser.add_argument("--model-dir", type=Path, help="exported encoders; default: export a random-init net")
     parser.add_argument("--arch", default="resnet18", choices=["resnet50", "resnet34", "resnet18"])
     parser.add_argument("--stripes", type=int, default=2)
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--width", type=int, default=48)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    add_model_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=256, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3)
