@@ -155,3 +155,14 @@ def test_train_service_uses_the_training_image_with_gpus(compose: dict[str, Any]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     targets = {mount_target(m) for m in train["volumes"]}
     assert {"/runs", "/models", "/datasets"} <= targets
+
+
+def test_gpu_service_keeps_tensorrt_engines_in_a_named_volume(compose: dict[str, Any]) -> None:
+    gpu = compose["services"]["vireid"]
+    cache = gpu["environment"]["VIREID_TRT_CACHE_DIR"]
+    assert cache == parse_dockerfile(DOCKER_DIR / "Dockerfile.serve").stage("gpu").env()["VIREID_TRT_CACHE_DIR"]
+    mounts = {mount_target(m): m.split(":")[0] for m in gpu["volumes"]}
+    assert mounts.get(cache) in compose["volumes"], f"{cache} must be a declared named volume"
+    assert {"/models", "/data"} <= mounts.keys()
+    for flag in ("VIREID_TRT_FP16", "VIREID_TRT_INT8", "VIREID_TRT_MAX_WORKSPACE_BYTES"):
+        assert flag in gpu["environment"] and gpu["environment"][flag] is None, "passed through from the shell"

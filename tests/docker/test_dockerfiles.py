@@ -248,3 +248,18 @@ def test_dockerignore_keeps_artefacts_out_of_the_context() -> None:
         assert is_ignored(path, patterns), path
     for path in ["service/app.py", "pyproject.toml", "docker/requirements.py", "training/data/base.py"]:
         assert not is_ignored(path, patterns), path
+
+
+def test_gpu_image_carries_tensorrt_10_where_onnxruntime_looks_for_it(serve_dockerfile: Dockerfile) -> None:
+    """onnxruntime-gpu's TensorRT provider links libnvinfer.so.10: the GPU image pins TensorRT 10 and points the
+    loader at the directory its build checks for that library; the CPU image carries none of it."""
+    builder, gpu = serve_dockerfile.stage("gpu-builder"), serve_dockerfile.stage("gpu")
+    (pin,) = [r for r in builder_requirements(builder) if r.startswith("tensorrt-cu13-libs")]
+    assert re.fullmatch(r"tensorrt-cu13-libs==10\.\d+\.\d+\.\d+", pin), pin
+    assert not any("tensorrt" in r for r in builder_requirements(serve_dockerfile.stage("cpu-builder")))
+    (lib_dir,) = gpu.env()["LD_LIBRARY_PATH"].split(":")
+    checks = " ".join(r.args for r in builder.all("RUN"))
+    for lib in ("libnvinfer.so.10", "libnvonnxparser.so.10"):
+        assert f"test -e {lib_dir}/{lib}" in checks, f"the build must fail when {lib} is not in {lib_dir}"
+    cache = gpu.env()["VIREID_TRT_CACHE_DIR"]
+    assert any("chown" in r.args and cache in r.args for r in gpu.all("RUN")), "the engine cache must be writable"
