@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from common.config import Frozen
+from index.vector_storage import VectorDtype
 
 # Fields that change what is stored in the index file; a change to any of them rebuilds the index on open.
 BUILD_FIELDS: tuple[str, ...] = ("kind", "nlist", "quantizer", "pq_m", "train_min")
@@ -42,6 +43,11 @@ class IndexConfig(Frozen):
     )
     checkpoint_every: int = Field(
         default=10_000, ge=1, description="changes after which the index files are snapshotted (bounds replay on open)"
+    )
+    vector_dtype: VectorDtype = Field(
+        default="float32",
+        description="precision of the vectors in metadata.sqlite (float16 halves them; FAISS stays float32 in memory); "
+        "a change converts the stored vectors on the next open",
     )
 
     @model_validator(mode="after")

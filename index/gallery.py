@@ -1,7 +1,8 @@
 """FaissGallery: the ``Gallery`` protocol on one FAISS index per modality, SQLite metadata and a manifest.
 
 Directory layout: ``manifest.json`` (format, embedding_dim, model_version, git_sha, index config),
-``metadata.sqlite`` (items, their float32 vectors, the id counter) and ``faiss_vis.index`` / ``faiss_ir.index``.
+``metadata.sqlite`` (items, their vectors in ``config.vector_dtype``, the id counter) and ``faiss_vis.index`` /
+``faiss_ir.index``.
 
 Consistency: SQLite is the source of truth. An add commits items *and vectors* to SQLite (one transaction,
 WAL, ``synchronous=FULL``: durable on return) before the vectors enter the in-memory FAISS index; a delete removes
@@ -56,6 +57,7 @@ from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingErro
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
 from index.metadata import SQLITE_NAME, MetadataStore
+from index.vector_storage import at_rest
 
 logger = logging.getLogger(__name__)
 
@@ -191,9 +193,17 @@ class FaissGallery:
             )
             manifest.write(directory)
             logger.info("created gallery %s (dim %d, model %s)", directory, embedding_dim, model_version)
-        gallery = cls(directory, manifest, MetadataStore(directory / SQLITE_NAME, embedding_dim), config, lock)
+        store = MetadataStore(directory / SQLITE_NAME, embedding_dim, config.vector_dtype)
+        gallery = cls(directory, manifest, store, config, lock)
         try:
-            gallery._load(rebuild=IndexConfig.model_validate(manifest.index).build_params() != config.build_params())
+            stored = IndexConfig.model_validate(manifest.index)
+            # A new vector precision: convert the stored vectors, then rebuild FAISS from them (so it holds what
+            # SQLite holds); the manifest naming the precision is written last, so a crash redoes both.
+            new_dtype = stored.vector_dtype != config.vector_dtype
+            if new_dtype:
+                converted = store.convert_vectors()
+                logger.warning("converted %d stored vectors to %s in %s", converted, config.vector_dtype, directory)
+            gallery._load(rebuild=new_dtype or stored.build_params() != config.build_params())
         except BaseException:
             gallery._store.close()
             raise
@@ -345,6 +355,7 @@ class FaissGallery:
             shapes = sorted({np.asarray(item.embedding).shape for item in items})
             raise InvalidEmbeddingError(f"embeddings must have shape ({self.embedding_dim},), got {shapes}")
         embeddings = validate_embeddings(np.concatenate(rows), self.embedding_dim, "embeddings")
+        embeddings = at_rest(embeddings, self.config.vector_dtype)  # FAISS holds what SQLite gives back on reopen
         modalities = np.array([Modality(it.modality).value for it in items])
         with self._write_mutex:
             self._check_open()

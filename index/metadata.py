@@ -1,4 +1,4 @@
-"""SQLite store of gallery items: metadata, the float32 vectors (the source of truth) and the id counter.
+"""SQLite store of gallery items: metadata, the vectors (the source of truth; float32 or float16) and the id counter.
 
 One writer connection (used under the gallery's write mutex) and a pool of reader connections; the database is
 in WAL mode with ``synchronous=FULL``, so a commit is durable and readers never block the writer.
@@ -19,9 +19,11 @@ import numpy as np
 from common.modality import Modality
 from index.base import GalleryItem, NewItem
 from index.errors import ItemNotFoundError
+from index.vector_storage import VectorDtype, blob_bytes, decode, encode
 
 SQLITE_NAME = "metadata.sqlite"
 _IN_CHUNK = 900  # ids per "IN (...)" query, below SQLite's bound-parameter limit
+CONVERT_CHUNK = 4096  # vectors converted per transaction when the stored precision changes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -41,7 +43,7 @@ CREATE INDEX IF NOT EXISTS items_camera ON items (camera, modality);
 CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
 CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY,  -- items.id
-    embedding BLOB NOT NULL  -- float32 little-endian, embedding_dim values
+    embedding BLOB NOT NULL  -- float32 or float16 little-endian (told by length), embedding_dim values
 );
 CREATE TABLE IF NOT EXISTS thumbnails (
     id INTEGER PRIMARY KEY,  -- items.id
@@ -77,9 +79,10 @@ def _row_to_item(row: tuple[object, ...]) -> GalleryItem:
 class MetadataStore:
     """Items, vectors and the id counter of one gallery in ``metadata.sqlite``."""
 
-    def __init__(self, path: Path, embedding_dim: int) -> None:
+    def __init__(self, path: Path, embedding_dim: int, vector_dtype: VectorDtype = "float32") -> None:
         self.path = path
         self.embedding_dim = embedding_dim
+        self.vector_dtype: VectorDtype = vector_dtype
         self._writer = _connect(path)
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.executescript(_SCHEMA)
@@ -119,7 +122,7 @@ class MetadataStore:
             )
             for item in items
         ]
-        blobs = [row.astype("<f4").tobytes() for row in embeddings]
+        blobs = encode(embeddings, self.vector_dtype)
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -224,7 +227,40 @@ class MetadataStore:
                 marks = ",".join("?" * len(chunk))
                 for item_id, blob in conn.execute(f"SELECT id, embedding FROM vectors WHERE id IN ({marks})", chunk):
                     k = position[int(item_id)]
-                    out[k] = np.frombuffer(blob, dtype="<f4")
+                    out[k] = decode(blob, self.embedding_dim)
                     found[k] = True
         ids = np.asarray(ids, dtype=np.int64)
         return (ids, out) if found.all() else (ids[found], out[found])
+
+    def convert_vectors(self) -> int:
+        """Re-encode every vector not stored in ``vector_dtype``, then compact the file; returns how many changed.
+
+        Chunked transactions: each row is valid in either precision, so a crash leaves a readable table and the
+        next call finishes the work.
+        """
+        target = blob_bytes(self.embedding_dim, self.vector_dtype)
+        conn, converted = self._writer, 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(
+                    "SELECT id, embedding FROM vectors WHERE length(embedding) != ? LIMIT ?", (target, CONVERT_CHUNK)
+                ).fetchall()
+                vectors = np.stack([decode(blob, self.embedding_dim) for _, blob in rows]) if rows else None
+                if vectors is not None:
+                    blobs = encode(vectors, self.vector_dtype)
+                    conn.executemany(
+                        "UPDATE vectors SET embedding = ? WHERE id = ?",
+                        [(blob, item_id) for blob, (item_id, _) in zip(blobs, rows, strict=True)],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if not rows:
+                break
+            converted += len(rows)
+        if converted:
+            conn.execute("VACUUM")  # atomic; gives the freed pages back to the file system
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return converted
