@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 
 from bench.service import Server, add_model_arguments, export_model, make_images
+from bench.table import print_header
 
 MIX = ("embed",) * 4 + ("search",) * 3 + ("add",) * 2 + ("delete",)
 KNEE_GAIN = 1.10  # a level is past the knee when it adds less than 10% throughput to the best level before it
@@ -153,12 +154,15 @@ def main() -> None:
                 f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.requests} requests per level, "
                 f"mix embed/search/add/delete 4:3:2:1, gallery seeded with {args.seed_items} items"
             )
-            header = (
-                f"{'conc':>4} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>8} | {'errors':>6} | "
-                f"{'req/s vs c=1':>12} | {'p99 vs c=1':>10}"
+            print_header(
+                ("conc", 4),
+                ("req/s", 7),
+                ("p50 ms", 7),
+                ("p99 ms", 8),
+                ("errors", 6),
+                ("req/s vs c=1", 12),
+                ("p99 vs c=1", 10),
             )
-            print(header)
-            print("-" * len(header))
             levels: list[Level] = []
             for c in args.concurrency:
                 level = asyncio.run(run_level(url, c, args.requests, images, victims))

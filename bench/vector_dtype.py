@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.table import print_header
 from common.modality import Modality
 from index.base import NewItem
 from index.config import IndexConfig
@@ -70,12 +71,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the conversion's log lines would break the table
     print(f"{args.items} gallery vectors ({VIEWS} views per identity), {args.queries} queries, top 10, exact index")
-    header = (
-        f"{'dim':>5} | {'f32 MB':>7} | {'f16 MB':>7} | {'f16/f32':>7} | {'converted/f32':>13} | "
-        f"{'max |score diff|':>16} | {'same top-10':>11}"
+    print_header(
+        ("dim", 5),
+        ("f32 MB", 7),
+        ("f16 MB", 7),
+        ("f16/f32", 7),
+        ("converted/f32", 13),
+        ("max |score diff|", 16),
+        ("same top-10", 11),
     )
-    print(header)
-    print("-" * len(header))
     for dim in args.dims:
         rng = np.random.default_rng(dim)
         vectors, queries = clustered(args.items, dim, rng)
