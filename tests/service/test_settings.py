@@ -77,3 +77,12 @@ def test_a_queue_limit_no_full_request_could_pass_is_a_startup_error() -> None:
 
 def test_request_pixel_limit_defaults_to_five_images_at_the_image_limit() -> None:
     assert Settings().max_request_pixels == 100_000_000 == 5 * Settings().max_image_pixels
+
+
+def test_vector_precision_at_rest_is_a_nested_index_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().index.vector_dtype == "float32"
+    monkeypatch.setenv("VIREID_INDEX__VECTOR_DTYPE", "float16")
+    assert Settings().index.vector_dtype == "float16"
+    monkeypatch.setenv("VIREID_INDEX__VECTOR_DTYPE", "float8")
+    with pytest.raises(ValidationError, match="vector_dtype"):
+        Settings()
