@@ -23,6 +23,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,12 @@ class Level:
     requests: int
     seconds: float
     latencies: list[float]
-    errors: int
+    errors: Counter[str]  # what went wrong ("503 overloaded", "connection"), how often
+
+    @property
+    def error_count(self) -> int:
+        """Requests that failed."""
+        return sum(self.errors.values())
 
     @property
     def throughput(self) -> float:
@@ -62,8 +68,8 @@ def upload(image: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("files", ("crop.jpg", image, "image/jpeg"))]
 
 
-async def one_request(client: httpx.AsyncClient, kind: str, image: bytes, victims: Iterator[int]) -> bool:
-    """Send one request of ``kind``; True when the service answered it successfully."""
+async def one_request(client: httpx.AsyncClient, kind: str, image: bytes, victims: Iterator[int]) -> str | None:
+    """Send one request of ``kind``; None when it succeeded, else its status and error code."""
     if kind == "embed":
         r = await client.post("/embed", params={"modality": "vis"}, files=upload(image))
     elif kind == "search":
@@ -73,27 +79,30 @@ async def one_request(client: httpx.AsyncClient, kind: str, image: bytes, victim
         r = await client.post("/gallery", params={"modality": "ir"}, files=upload(image))
     else:
         r = await client.delete(f"/gallery/{next(victims)}")
-    return r.status_code in (200, 201, 204)
+    if r.status_code in (200, 201, 204):
+        return None
+    is_json = r.headers.get("content-type") == "application/json"
+    return f"{r.status_code} {r.json().get('error', '') if is_json else r.text[:40]}"
 
 
 async def run_level(url: str, concurrency: int, n: int, images: list[bytes], victims: Iterator[int]) -> Level:
     """``n`` requests of the mix over ``concurrency`` connections."""
     counter = itertools.count()
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 
         async def worker() -> None:
-            nonlocal errors
             while (i := next(counter)) < n:
-                start = time.perf_counter()
+                kind, start = MIX[i % len(MIX)], time.perf_counter()
                 try:
-                    ok = await one_request(client, MIX[i % len(MIX)], images[i % len(images)], victims)
-                except httpx.TransportError:
-                    ok = False
+                    error = await one_request(client, kind, images[i % len(images)], victims)
+                except httpx.TransportError as exc:
+                    error = f"connection ({type(exc).__name__})"
                 latencies.append(time.perf_counter() - start)
-                errors += not ok
+                if error is not None:
+                    errors[f"{error} ({kind})"] += 1
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -170,11 +179,14 @@ def main() -> None:
                 base = levels[0]
                 print(
                     f"{c:>4} | {level.throughput:>7.1f} | {level.percentile(50):>7.1f} | "
-                    f"{level.percentile(99):>8.1f} | {level.errors:>6} | "
+                    f"{level.percentile(99):>8.1f} | {level.error_count:>6} | "
                     f"{level.throughput / base.throughput:>11.2f}x | "
                     f"{level.percentile(99) / base.percentile(99):>9.2f}x",
                     flush=True,
                 )
+            for level in levels:
+                for error, count in sorted(level.errors.items()):
+                    print(f"errors at concurrency {level.concurrency}: {count} x {error}")
             top = knee(levels)
             print(
                 f"knee: concurrency {top.concurrency} ({top.throughput:.1f} req/s, median "
