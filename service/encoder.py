@@ -152,9 +152,19 @@ class OnnxEncoder:
 def with_provider_options(
     providers: Sequence[str], model: Path, tensorrt: TensorrtOptions | None
 ) -> list[str | tuple[str, dict[str, str]]]:
-    """The provider list for ``InferenceSession``, TensorRT given its options for ``model``."""
+    """The provider list for ``InferenceSession``, TensorRT given its options for ``model``.
+
+    Raises:
+        EncoderLoadError: TensorRT is listed and its cache directory cannot be created.
+    """
     trt = tensorrt or TensorrtOptions(cache_dir=Path("trt-cache"))  # the VIREID_TRT_* defaults
-    return [(p, trt.provider_options(model)) if p == TENSORRT_PROVIDER else p for p in providers]
+    try:
+        return [(p, trt.provider_options(model)) if p == TENSORRT_PROVIDER else p for p in providers]
+    except OSError as exc:
+        raise EncoderLoadError(
+            f"cannot create the TensorRT engine cache in {trt.cache_dir} ({exc}); set VIREID_TRT_CACHE_DIR to a "
+            "writable directory (a persistent volume: engines take minutes to build)"
+        ) from exc
 
 
 def load_encoders(

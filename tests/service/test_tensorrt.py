@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from pydantic import ValidationError
 
 from common.modality import Modality
 from common.model_card import encoder_filename
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER, TENSORRT_PROVIDER
-from service.encoder import OnnxEncoder
+from service.encoder import EncoderLoadError, OnnxEncoder
 from service.settings import Settings
 from service.tensorrt import TensorrtOptions, check_provider_order
 from tests.service.conftest import TinyModels
@@ -115,3 +116,12 @@ async def test_the_service_passes_its_tensorrt_settings_and_reports_the_provider
     assert engines == ["encoder_ir", "encoder_vis"]  # each encoder was given its own engine directory
     for providers in ready["providers"].values():
         assert CPU_PROVIDER in providers and providers[0] in (TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER)
+
+
+def test_an_unwritable_engine_cache_is_a_named_load_error(tiny_models: TinyModels, tmp_path: Path) -> None:
+    if TENSORRT_PROVIDER not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no TensorRT provider: its options are never built")
+    (tmp_path / "a-file").write_text("not a directory")
+    path = tiny_models.model_dir / encoder_filename(Modality.VISIBLE)
+    with pytest.raises(EncoderLoadError, match="VIREID_TRT_CACHE_DIR"):
+        OnnxEncoder(path, (TENSORRT_PROVIDER, CPU_PROVIDER), tensorrt=TensorrtOptions(tmp_path / "a-file" / "trt"))
