@@ -57,26 +57,36 @@ def original_distances(vectors: np.ndarray) -> np.ndarray:
     return normalised
 
 
-def _reciprocal(rank: np.ndarray, k: int) -> np.ndarray:
-    """Boolean ``(n, n)``: ``[i, j]`` when ``j`` is among the ``k + 1`` nearest of ``i`` and ``i`` among ``j``'s."""
-    n = rank.shape[0]
-    near = np.zeros((n, n), dtype=bool)
-    near[np.arange(n)[:, None], rank[:, : k + 1]] = True
-    return near & near.T
+def _reciprocal(near: np.ndarray) -> np.ndarray:
+    """Boolean ``(n, n)`` from neighbour lists ``(n, m)``: ``[i, j]`` when each is in the other's list."""
+    n = len(near)
+    member = np.zeros((n, n), dtype=bool)
+    member[np.arange(n)[:, None], near] = True
+    reciprocal: np.ndarray = member & member.T
+    return reciprocal
 
 
 def encode(dist: np.ndarray, params: KReciprocalParams) -> np.ndarray:
-    """k-reciprocal feature ``V`` ``(n, n)`` of every row of ``dist``, after local query expansion (eqs. 6, 7, 11)."""
-    rank = np.argsort(dist, axis=1, kind="stable")
-    recip = _reciprocal(rank, params.k1)
-    half = _reciprocal(rank, int(np.around(params.k1 / 2.0)))
-    # overlap[i, c] = |R(c, k1/2) & R(i, k1)|, for c in R(i, k1)
-    overlap = recip.astype(np.float32) @ half.T.astype(np.float32)
-    grows = recip & (overlap > (2.0 / 3.0) * half.sum(axis=1)[None, :])
-    expanded = recip | ((grows.astype(np.float32) @ half.astype(np.float32)) > 0)
+    """k-reciprocal feature ``V`` ``(n, n)`` of every row of ``dist``, after local query expansion (eqs. 6, 7, 11).
+
+    Works on the neighbour lists (``k1 + 1`` per row), so besides ``V`` itself the cost is ``O(n k1^2)``.
+    """
+    half = int(np.around(params.k1 / 2.0))
+    near = top_rows(-dist, max(params.k1 + 1, params.k2))  # nearest first, ties by index
+    near1, near_half = near[:, : params.k1 + 1], near[:, : half + 1]
+    rows = np.arange(len(dist))[:, None]
+    recip, recip_half = _reciprocal(near1), _reciprocal(near_half)
+    in_half = recip_half[rows, near_half]  # (n, half + 1): list entries of c that are in R(c, k1/2)
+    # overlap[i, t] = |R(c, k1/2) & R(i, k1)| for c = near1[i, t]
+    overlap = (in_half[near1] & recip[rows[:, :, None], near_half[near1]]).sum(axis=2)
+    grows = recip[rows, near1] & (overlap > (2.0 / 3.0) * in_half.sum(axis=1)[near1])
+    i, t = np.nonzero(grows)
+    added = in_half[near1[i, t]]  # (g, half + 1)
+    expanded = recip.copy()
+    expanded[np.repeat(i, added.shape[1])[added.ravel()], near_half[near1[i, t]].ravel()[added.ravel()]] = True
     weights = np.where(expanded, np.exp(-dist), 0.0).astype(np.float32)
     v = weights / weights.sum(axis=1, keepdims=True)
-    expanded_v: np.ndarray = v[rank[:, : params.k2]].mean(axis=1)  # k2 = 1 keeps V as it is
+    expanded_v: np.ndarray = v[near[:, : params.k2]].mean(axis=1)  # k2 = 1 keeps V as it is
     return expanded_v
 
 
