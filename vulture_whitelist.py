@@ -24,6 +24,8 @@ _._check_providers  # service/settings.py: Settings
 # Fields serialised to JSON (response bodies, manifest.json, synth.json) and read by clients and tests.
 _.created_at  # index/manifest.py
 _.target_modality  # service/schemas.py: SearchResponse
+_.reranked  # service/schemas.py: SearchResponse
+_.rerank_distance  # service/schemas.py: MatchOut
 _.num_visible  # training/synth.py: SynthSummary
 _.num_infrared
 

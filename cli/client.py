@@ -1,4 +1,4 @@
-"""A small HTTP client of the service for the CLI: upload a folder of crops to the gallery, search with one image.
+"""A small HTTP client of the service for the CLI: upload a folder of crops to the gallery, search it.
 
 Used by ``vireid gallery add``, ``vireid search`` and ``vireid demo``; talks to a running service over HTTP only
 (no encoder, index or torch in this process).
@@ -156,17 +156,31 @@ def upload(
     return report
 
 
-def search_image(
-    client: httpx.Client, image: Path, modality: Modality, *, top_k: int | None = None, target: str | None = None
+def search_images(
+    client: httpx.Client,
+    images: Sequence[Path],
+    modality: Modality,
+    *,
+    top_k: int | None = None,
+    target: str | None = None,
+    rerank: bool = False,
 ) -> dict[str, Any]:
-    """POST ``image`` to ``/search``; returns the service's JSON answer (``matches`` best first)."""
+    """POST ``images`` (one, or crops of one person: fused into one query) to ``/search``; the JSON answer.
+
+    ``rerank`` asks for k-reciprocal re-ranking of the matches.
+    """
     params: dict[str, str | int] = {"modality": modality.value}
     if top_k is not None:
         params["top_k"] = top_k
     if target is not None:
         params["target"] = target
-    content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
-    response = client.post("/search", params=params, files={"file": (image.name, image.read_bytes(), content_type)})
+    if rerank:
+        params["rerank"] = "true"
+    parts = [
+        ("file", (image.name, image.read_bytes(), mimetypes.guess_type(image.name)[0] or "application/octet-stream"))
+        for image in images
+    ]
+    response = client.post("/search", params=params, files=parts)
     raise_for_error(response)
     result: dict[str, Any] = response.json()
     return result

@@ -26,7 +26,7 @@ import httpx
 import yaml
 from tqdm import tqdm
 
-from cli.client import ImageItem, find_images, gallery_counts, make_client, search_image, upload
+from cli.client import ImageItem, find_images, gallery_counts, make_client, search_images, upload
 from common.fsio import file_sha256
 from common.modality import Modality
 from common.model_card import encoder_filename
@@ -102,6 +102,8 @@ class DemoSetup:
         lines += [f"curl -s -F file=@{img} '{self.url}/search?modality=ir&top_k=5'" for img in images]
         if images:
             lines.append(f"vireid search {images[0]} --modality ir --url {self.url}")
+            tracklet = " ".join(str(p) for p in find_images(images[0].parent)[:3])  # crops of one person
+            lines.append(f"vireid search {tracklet} --modality ir --rerank --url {self.url}")
         lines.append(f"curl -s '{self.url}/gallery?limit=3'")
         return lines
 
@@ -356,7 +358,7 @@ def check_queries(client: httpx.Client, root: Path, count: int) -> list[QueryRes
         first_per_pid.setdefault(path.parent.name, path)
     results = []
     for pid, image in list(first_per_pid.items())[:count]:
-        matches = search_image(client, image, Modality.INFRARED, top_k=5)["matches"]
+        matches = search_images(client, [image], Modality.INFRARED, top_k=5)["matches"]
         top = matches[0] if matches else None
         results.append(
             QueryResult(

@@ -3,6 +3,7 @@
     vireid serve --model-dir models/ --data-dir gallery/ --host 0.0.0.0 --port 8000
     vireid gallery add crops/day/ --modality vis --label-from-dir --camera cam1
     vireid search crops/night/0042_0001.jpg --modality ir --top-k 5
+    vireid search crops/night/0042_0001.jpg crops/night/0042_0002.jpg --modality ir --rerank
     vireid healthcheck --url http://127.0.0.1:8000/healthz
     vireid demo --workdir demo/
 
@@ -80,12 +81,15 @@ def _add_gallery(sub: Any) -> None:
 
 
 def _add_search(sub: Any) -> None:
-    p = sub.add_parser("search", help="search the gallery with one image (POST /search)")
-    p.add_argument("image", type=Path, metavar="IMAGE")
+    p = sub.add_parser(
+        "search", help="search the gallery with one image, or several crops of one person fused (POST /search)"
+    )
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="query image(s) of one person")
     p.add_argument("--modality", type=_modality, required=True, help="modality of the query image: vis or ir")
     p.add_argument("--top-k", type=int, default=5, help="matches to show (default %(default)s)")
     p.add_argument("--target", help="modality to search: vis, ir or any (default: the other one)")
     p.add_argument("--json", action="store_true", help="print the service's JSON answer")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the matches")
     _client_options(p, api_key=True)  # a service with VIREID_AUTH_READS=true needs a key (the read key will do)
     p.set_defaults(func=cmd_search)
 
@@ -185,6 +189,9 @@ def format_matches(result: dict[str, Any]) -> str:
     """A ranked, aligned table of a /search answer."""
     target = result.get("target_modality") or "any"
     lines = [f"query {result['query_modality']} -> {target} (model {result['model_version']})"]
+    if result.get("query_images", 1) > 1 or result.get("reranked"):
+        how = " (k-reciprocal re-ranked; score is the similarity)" if result.get("reranked") else ""
+        lines[0] += f": {result.get('query_images', 1)} query images fused{how}"
     lines.append(f"{'rank':>4}  {'score':>7}  {'id':>8}  {'label':<12} {'camera':<10} source")
     for rank, match in enumerate(result["matches"], start=1):
         meta = match["metadata"]
@@ -198,13 +205,15 @@ def format_matches(result: dict[str, Any]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Search with one image and print the ranked matches."""
+    """Search with one image (or the fused crops of one person) and print the ranked matches."""
     import json
 
-    from cli.client import make_client, search_image
+    from cli.client import make_client, search_images
 
     with make_client(args.url, args.api_key, args.timeout) as client:
-        result = search_image(client, args.image, args.modality, top_k=args.top_k, target=args.target)
+        result = search_images(
+            client, args.images, args.modality, top_k=args.top_k, target=args.target, rerank=args.rerank
+        )
     print(json.dumps(result, indent=2) if args.json else format_matches(result))  # noqa: T201
     return 0
 

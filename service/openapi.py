@@ -20,6 +20,7 @@ from service.schemas import error_response_entry
 from service.settings import Settings
 
 UPLOAD_BODIES = ("Body_embed_embed_post", "Body_add_items_gallery_post")  # their ``files`` lists
+SEARCH_BODY = "Body_search_search_post"  # its ``file`` list: one image, or the crops of a tracklet
 ANY_OPERATION = (413, 500)  # the body limit and the kept-alive 500 apply to every request
 NOT_LOADED = "the model is not loaded yet, so its embedding_dim is unknown here; see /readyz, or reload this document"
 
@@ -50,6 +51,7 @@ def completed(schema: dict[str, Any], dim: int | None, max_files: int) -> dict[s
                 responses.setdefault(str(status), error_response_entry(status))
     for body in UPLOAD_BODIES:
         schema["components"]["schemas"][body]["properties"]["files"]["maxItems"] = max_files
+    schema["components"]["schemas"][SEARCH_BODY]["properties"]["file"]["maxItems"] = max_files
     embedding = schema["components"]["schemas"]["EmbeddingQuery"]["properties"]["embedding"]
     if dim is None:
         embedding["description"] = f"L2-normalised, embedding_dim values ({NOT_LOADED})"

@@ -133,6 +133,10 @@ class MatchOut(BaseModel):
     id: int
     score: float
     metadata: GalleryItemOut
+    rerank_distance: float | None = Field(
+        default=None,
+        description="k-reciprocal distance the match was ranked by (smaller = closer); null without rerank=true",
+    )
 
     @classmethod
     def of(cls, match: Match) -> MatchOut:
@@ -162,6 +166,13 @@ class SearchResponse(BaseModel):
     model_version: str
     top_k: int
     matches: list[MatchOut]
+    query_images: int = Field(
+        default=1, description="images fused into the query (mean of their normalised embeddings); 1 for an embedding"
+    )
+    reranked: bool = Field(
+        default=False,
+        description="matches ordered by k-reciprocal re-ranking (rerank=true); score stays the original similarity",
+    )
 
 
 class ReadyResponse(BaseModel):

@@ -131,6 +131,18 @@ class Settings(BaseSettings):
         check_provider_order(self.providers)
         return self
 
+    # k-reciprocal re-ranking of /search?rerank=true (index.kreciprocal; defaults from Zhong et al., CVPR 2017).
+    rerank_k1: int = Field(default=20, ge=1, description="k-reciprocal re-ranking: neighbourhood size k1")
+    rerank_k2: int = Field(default=6, ge=1, description="k-reciprocal re-ranking: query-expansion size k2")
+    rerank_lambda: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="k-reciprocal re-ranking: weight of the original distance"
+    )
+    rerank_candidates: int = Field(
+        default=100,
+        ge=1,
+        description="k-reciprocal re-ranking: the query's best matches re-ranked (with their k1 neighbours each)",
+    )
+
     @model_validator(mode="after")
     def _check_queue(self) -> Self:
         """Refuse a queue limit that a request of allowed size could never pass."""

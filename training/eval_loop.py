@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from index.fusion import fuse_embeddings
+from index.kreciprocal import KReciprocalParams, rerank_distmat
 from model.net import VIReIDNet
 from training.data.base import EvalSplit, Sample
 from training.features import Progress, distance_matrix, embed_samples
@@ -61,13 +64,81 @@ def evaluate_splits(
     Returns:
         ``{"sysu/all": {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...}, ...}`` fractions.
     """
+    features = embed_splits(splits, lambda s: embed_samples(net, s, device, flip, batch_size, workers, progress))
+    return score_splits(features, splits)
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """Embeddings ``(n, dim)`` of every distinct image of some splits, with the row of each (path, modality)."""
+
+    feats: np.ndarray
+    rows: dict[tuple[str, str], int]
+
+    def of(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Embeddings of ``samples``, in order."""
+        return self.feats[[self.rows[(str(s.path), s.modality.value)] for s in samples]]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How queries are ranked: ``tracklet`` images per query (fused), k-reciprocal re-ranking or cosine distance."""
+
+    tracklet: int = 1
+    rerank: KReciprocalParams | None = None
+    rerank_candidates: int = 100
+
+    def __post_init__(self) -> None:
+        if self.tracklet < 1 or self.rerank_candidates < 1:
+            raise ValueError(
+                f"tracklet and rerank candidates must be at least 1, got {self.tracklet} and {self.rerank_candidates}"
+            )
+
+
+def embed_splits(splits: Sequence[EvalSplit], embed: Callable[[list[Sample]], np.ndarray]) -> SplitFeatures:
+    """Embed each distinct image of ``splits`` once with ``embed`` (SYSU's 10 trials share their queries)."""
     samples, rows = _unique_samples(splits)
-    feats = embed_samples(net, samples, device, flip, batch_size, workers, progress)
+    return SplitFeatures(embed(samples), rows)
+
+
+def tracklets(query: Sequence[Sample], size: int) -> list[list[int]]:
+    """Per query image, the query rows of its tracklet: itself and the next ``size - 1`` of its identity and camera.
+
+    The images of one (identity, camera) are taken in query order, wrapping around; a pair with fewer than ``size``
+    images gives all of them. ``size = 1`` is the single-image protocol.
+    """
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, s in enumerate(query):
+        groups[(s.pid, s.camid)].append(i)
+    out = []
+    for i, s in enumerate(query):
+        group = groups[(s.pid, s.camid)]
+        start = group.index(i)
+        out.append([group[(start + j) % len(group)] for j in range(min(size, len(group)))])
+    return out
+
+
+def query_features(feats: np.ndarray, members: list[list[int]]) -> np.ndarray:
+    """One fused query per tracklet (``index.fusion``: mean of the normalised embeddings, renormalised)."""
+    return np.vstack([fuse_embeddings(feats[rows]) for rows in members])
+
+
+def score_splits(
+    features: SplitFeatures, splits: Sequence[EvalSplit], scoring: Scoring | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics of every split from precomputed embeddings, averaged over the trials of each setting."""
+    how = scoring or Scoring()
     per_group: dict[str, list[dict[str, float]]] = defaultdict(list)
     for split in splits:
-        q = feats[[rows[(str(s.path), s.modality.value)] for s in split.query]]
-        g = feats[[rows[(str(s.path), s.modality.value)] for s in split.gallery]]
-        cmc, mAP, mINP = split_metrics(distance_matrix(q, g), split)
+        q = features.of(split.query)
+        if how.tracklet > 1:
+            q = query_features(q, tracklets(split.query, how.tracklet))
+        g = features.of(split.gallery)
+        if how.rerank is None:
+            distmat = distance_matrix(q, g)
+        else:
+            distmat = rerank_distmat(q, g, how.rerank, how.rerank_candidates)
+        cmc, mAP, mINP = split_metrics(distmat, split)
         per_group[split.group].append(metrics_dict(cmc, mAP, mINP))
     results = {}
     for group, trials in per_group.items():

@@ -4,6 +4,8 @@
 evaluates the checkpoint's own data set; ``--data sysu_mm01=/data/SYSU-MM01 --data regdb=/data/RegDB`` picks
 others (SYSU-MM01: all-search and indoor, ``--trials`` random galleries; RegDB: visible->infrared and
 infrared->visible on ``--regdb-trial``). Prints a table and writes JSON with R1/R5/R10/R20/mAP/mINP in percent.
+``--rerank`` adds rows with k-reciprocal re-ranking (``index.kreciprocal``) beside the plain ones; ``--tracklet K``
+makes each query the fusion of K crops of one identity from one camera (``training.eval_loop.tracklets``).
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from index.kreciprocal import K1, K2, LAMBDA, KReciprocalParams
 from model.net import VIReIDNet
 from training.checkpoint import CheckpointError, checkpoint_hash, load_model
 from training.config import DataConfig, ExperimentConfig
 from training.data.base import DatasetLayoutError
 from training.data.datasets import build_dataset
 from training.distributed import resolve_device
-from training.eval_loop import evaluate_splits
+from training.eval_loop import Scoring, embed_splits, score_splits
+from training.features import embed_samples
 
 logger = logging.getLogger(__name__)
 
 FLIP_SETTINGS = {"no_flip": False, "flip": True}
+RERANK_SUFFIX = "+rerank"
 
 
 def data_configs(
@@ -60,17 +67,28 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     workers: int = 0,
     show_progress: bool = False,
+    scoring: Scoring | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{setting: {"no_flip"|"flip": {"R1", ..., "mINP"}}}`` fractions, each setting averaged over its trials."""
+    """``{setting: {"no_flip"|"flip": {"R1", ..., "mINP"}}}`` fractions, each setting averaged over its trials.
+
+    With ``scoring.rerank`` set, ``"no_flip+rerank"`` and ``"flip+rerank"`` are added from the same embeddings.
+    """
+    plain = scoring or Scoring()
+    variants = {"": replace(plain, rerank=None)}
+    if plain.rerank is not None:
+        variants[RERANK_SUFFIX] = plain
     device = resolve_device(device_kind)  # type: ignore[arg-type]
     net.to(device).eval()
     progress = (lambda it, desc: tqdm(it, desc=desc, leave=False)) if show_progress else None
+    loader: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
     results: dict[str, dict[str, dict[str, float]]] = {}
     for data_cfg in data:
         splits = build_dataset(data_cfg).eval_splits()
         for key, flip in FLIP_SETTINGS.items():
-            for group, metrics in evaluate_splits(net, splits, device, flip, batch_size, workers, progress).items():
-                results.setdefault(group, {})[key] = metrics
+            features = embed_splits(splits, partial(embed_samples, net, device=device, flip=flip, **loader))
+            for suffix, how in variants.items():
+                for group, metrics in score_splits(features, splits, how).items():
+                    results.setdefault(group, {})[key + suffix] = metrics
     return results
 
 
@@ -81,12 +99,13 @@ def to_percent(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dic
 
 def format_table(percent: dict[str, dict[str, dict[str, float]]]) -> str:
     """A fixed-width text table: one row per setting and flip mode."""
-    header = f"{'setting':<18}{'flip':<9}" + "".join(f"{m:>8}" for m in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
+    width = max([9, *(len(key) + 1 for by_flip in percent.values() for key in by_flip)])
+    header = f"{'setting':<18}{'flip':<{width}}" + "".join(f"{m:>8}" for m in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
     lines = [header, "-" * len(header)]
     for group, by_flip in percent.items():
         for key, metrics in by_flip.items():
             lines.append(
-                f"{group:<18}{key:<9}"
+                f"{group:<18}{key:<{width}}"
                 + "".join(f"{metrics.get(m, float('nan')):>8.2f}" for m in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
             )
     return "\n".join(lines)
@@ -114,6 +133,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="evaluate a random-init network of the checkpoint's config (seeded with run.seed): the baseline",
     )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help=f"also report k-reciprocal re-ranking (k1={K1}, k2={K2}, lambda={LAMBDA}; Zhong et al. 2017)",
+    )
+    parser.add_argument(
+        "--rerank-candidates", type=int, default=100, help="re-rank each query's best N (default %(default)s)"
+    )
+    parser.add_argument(
+        "--tracklet", type=int, default=1, metavar="K", help="fuse K crops of one identity and camera per query"
+    )
     return parser.parse_args(argv)
 
 
@@ -127,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(cfg.run.seed)
             net = VIReIDNet(cfg.model)
         data = data_configs(cfg, args.data, args.trials, args.regdb_trial)
-        results = evaluate_checkpoint(net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty())
+        scoring = Scoring(args.tracklet, KReciprocalParams() if args.rerank else None, args.rerank_candidates)
+        results = evaluate_checkpoint(
+            net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty(), scoring
+        )
     except (CheckpointError, DatasetLayoutError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
@@ -138,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": cfg.experiment,
         "weights": "random init (--untrained)" if args.untrained else "checkpoint",
         "data": [{"name": d.name, "root": str(d.root), "trial": d.trial, "num_trials": d.num_trials} for d in data],
+        "tracklet": args.tracklet,
+        "rerank": {"k1": K1, "k2": K2, "lambda": LAMBDA, "candidates": args.rerank_candidates} if args.rerank else None,
         "unit": "percent",
         "results": percent,
     }

@@ -15,6 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from common.modality import MODALITY_NAMES, Modality
 from index.base import Gallery, SearchFilter
+from index.fusion import FusionError, fuse_embeddings
+from index.kreciprocal import KReciprocalParams
+from index.reranked_search import reranked_search
 from service.deps import EmbedderDep, GalleryDep, MetricsDep, ModalityDep, ModelDep, SettingsDep, parse_modality
 from service.errors import BadParameterError
 from service.images import read_uploads
@@ -41,6 +44,8 @@ class SearchQuery:
     modality: Modality
     top_k: int
     where: SearchFilter
+    rerank: KReciprocalParams | None = None  # k-reciprocal re-ranking asked for (rerank=true), with the settings'
+    rerank_candidates: int = 0
 
 
 def parse_target(target: str | None, query: Modality) -> Modality | None:
@@ -83,49 +88,86 @@ async def search_query(
     min_score: Annotated[float | None, Query(ge=-1.0, le=1.0, description="drop matches scoring below")] = None,
     label: Annotated[str | None, Query(description="only items with this label")] = None,
     camera: Annotated[str | None, Query(description="only items from this camera")] = None,
+    rerank: Annotated[
+        bool,
+        Query(
+            description="order the matches by k-reciprocal re-ranking over the best VIREID_RERANK_CANDIDATES and "
+            "their gallery neighbours (scores stay the original similarities)"
+        ),
+    ] = False,
 ) -> SearchQuery:
     """The query parameters both forms of /search take; 400 on a top_k over the limit or an unknown target."""
     k = top_k if top_k is not None else settings.default_top_k
     if k > settings.max_top_k:
         raise BadParameterError(f"top_k={k} exceeds the limit of {settings.max_top_k}")
     where = SearchFilter(modality=parse_target(target, modality), label=label, camera=camera, min_score=min_score)
-    return SearchQuery(modality=modality, top_k=k, where=where)
+    if not rerank:
+        return SearchQuery(modality=modality, top_k=k, where=where)
+    params = KReciprocalParams(k1=settings.rerank_k1, k2=settings.rerank_k2, lam=settings.rerank_lambda)
+    return SearchQuery(modality, k, where, rerank=params, rerank_candidates=settings.rerank_candidates)
 
 
 SearchQueryDep = Annotated[SearchQuery, Depends(search_query)]
 
 
+async def matches_for(query: SearchQuery, vector: np.ndarray, gallery: Gallery) -> list[MatchOut]:
+    """The matches of ``vector`` (float32 ``(1, D)``), re-ranked when ``query.rerank`` is set (in a thread)."""
+    if query.rerank is None:
+        results = await run_in_threadpool(gallery.search, vector, query.top_k, query.where)
+        return [MatchOut.of(m) for m in results[0]]
+    found = await run_in_threadpool(
+        reranked_search, gallery, vector, query.top_k, query.where, query.rerank, query.rerank_candidates
+    )
+    return [MatchOut.of(r.match).model_copy(update={"rerank_distance": r.distance}) for r in found]
+
+
 async def ranked(
-    query: SearchQuery, vector: np.ndarray, gallery: Gallery, metrics: Metrics, model: ModelIdentity
+    query: SearchQuery,
+    vector: np.ndarray,
+    gallery: Gallery,
+    metrics: Metrics,
+    model: ModelIdentity,
+    query_images: int = 1,
 ) -> SearchResponse:
     """Search the gallery for ``vector`` (float32 ``(1, D)``) as ``query`` asks; the response body."""
     with metrics.time("search"):
-        results = await run_in_threadpool(gallery.search, vector, query.top_k, query.where)
+        matches = await matches_for(query, vector, gallery)
     return SearchResponse(
         query_modality=query.modality,
         target_modality=query.where.modality,
         model_version=model.model_version,
         top_k=query.top_k,
-        matches=[MatchOut.of(m) for m in results[0]],
+        matches=matches,
+        query_images=query_images,
+        reranked=query.rerank is not None,
     )
 
 
-@router.post("/search", **_OPERATION, form_limits={"max_files": 1, "max_fields": 0})
+@router.post("/search", **_OPERATION, form_limits={"max_fields": 0})
 async def search(
     gallery: GalleryDep,
     embedder: EmbedderDep,
     metrics: MetricsDep,
     model: ModelDep,
+    settings: SettingsDep,
     query: SearchQueryDep,
-    file: Annotated[UploadFile, File(description="the query image")],
+    file: Annotated[
+        list[UploadFile],
+        File(min_length=1, description="the query image; several parts: crops of one person (a tracklet), fused"),
+    ],
 ) -> SearchResponse:
     """Ranked matches, best first. Send the query image as multipart field `file`, or JSON `{"embedding": [...]}`.
 
-    Example: `curl -F file=@ir_crop.jpg 'http://localhost:8000/search?modality=ir&top_k=5'`
+    Several `file` parts (crops of one person, one modality) form one query: the mean of their normalised
+    embeddings, renormalised. Example: `curl -F file=@ir_crop.jpg 'http://localhost:8000/search?modality=ir&top_k=5'`
     """
-    uploads = await read_uploads([file], max_files=1)
-    vector = await embedder.embed(query.modality, uploads, endpoint="search")
-    return await ranked(query, vector, gallery, metrics, model)
+    uploads = await read_uploads(file, settings.max_files_per_request)
+    embeddings = await embedder.embed(query.modality, uploads, endpoint="search")
+    try:
+        vector = fuse_embeddings(embeddings)
+    except FusionError as exc:
+        raise BadParameterError(f"the {len(uploads)} images cannot form one query: {exc}") from exc
+    return await ranked(query, vector, gallery, metrics, model, query_images=len(uploads))
 
 
 @router.post("/search", **_OPERATION)

@@ -25,6 +25,8 @@ from cli.client import find_images, folder_items
 from cli.demo import wait_ready
 from cli.main import build_parser, format_matches, main
 from common.modality import Modality
+from index.fusion import fuse_embeddings
+from index.kreciprocal import rerank_probe
 from tests.service.conftest import TinyModels
 from tests.service.support import free_port, image_bytes
 
@@ -212,6 +214,20 @@ def test_search_prints_the_ranking_the_embeddings_give(
     rows = table.splitlines()[2:]
     assert [int(row.split()[2]) for row in rows] == expected
     assert rows[0].split()[0] == "1"
+
+    # a tracklet (two crops of one person, fused) re-ranked by k-reciprocal encoding
+    second = tmp_path / "query2.png"
+    second.write_bytes(image_bytes(43))
+    argv = ["search", str(query), str(second), "--modality", "ir", "--top-k", "5", "--rerank", "--url", server.url]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["query_images"], result["reranked"]) == (2, True)
+    fused = fuse_embeddings(embed(server.url, [query.read_bytes(), second.read_bytes()], Modality.INFRARED))[0]
+    gallery = embed(server.url, [crops[s] for s in sources], Modality.VISIBLE)
+    order = np.argsort(rerank_probe(fused, gallery), kind="stable")
+    assert [m["id"] for m in result["matches"]] == [by_source[sources[i]] for i in order]
+    assert main(argv) == 0
+    assert "2 query images fused (k-reciprocal re-ranked" in capsys.readouterr().out.splitlines()[0]
 
 
 @pytest.mark.slow

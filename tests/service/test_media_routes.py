@@ -126,10 +126,12 @@ async def test_search_openapi_body_comes_from_the_declared_models(settings: Sett
     assert content["application/json"]["schema"]["$ref"] == "#/components/schemas/EmbeddingQuery"
     assert content["application/json"]["examples"]["embedding"]["value"]["embedding"]
     multipart = spec["components"]["schemas"][content["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert multipart["properties"]["file"]["contentMediaType"] == "application/octet-stream"
+    query_images = multipart["properties"]["file"]  # one image, or several crops of one person (a tracklet)
+    assert query_images["items"]["contentMediaType"] == "application/octet-stream"
+    assert (query_images["minItems"], query_images["maxItems"]) == (1, settings.max_files_per_request)
     assert multipart["required"] == ["file"]
     names = {p["name"] for p in operation["parameters"]}
-    assert names == {"modality", "top_k", "target", "min_score", "label", "camera"}
+    assert names == {"modality", "top_k", "target", "min_score", "label", "camera", "rerank"}
     assert "curl -F file=@" in operation["description"]
     assert set(operation["responses"]) >= {"200", "400", "413", "415", "422", "503"}
 

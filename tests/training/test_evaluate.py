@@ -100,3 +100,55 @@ def test_cli_untrained_scores_a_random_init_of_the_checkpoint_config(
     assert expected != _by_hand(trained, root, "all", trials=2)
     for key, value in expected.items():
         assert report["results"]["sysu/all"]["no_flip"][key] == pytest.approx(value, abs=0.006), key
+
+
+def _fused_by_hand(q: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, k: int) -> np.ndarray:
+    """Each query with the next k - 1 of its identity and camera (wrapping), averaged and renormalised."""
+    fused = []
+    for i in range(len(q)):
+        same = [j for j in range(len(q)) if (q_pids[j], q_cams[j]) == (q_pids[i], q_cams[i])]
+        start = same.index(i)
+        rows = [same[(start + t) % len(same)] for t in range(min(k, len(same)))]
+        mean = (q[rows] / np.linalg.norm(q[rows], axis=1, keepdims=True)).mean(axis=0)
+        fused.append(mean / np.linalg.norm(mean))
+    return np.asarray(fused)
+
+
+def test_cli_rerank_and_tracklets_score_the_fused_queries_both_ways(
+    checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path
+) -> None:
+    from index.kreciprocal import rerank_distmat
+
+    path, net, root = checkpoint
+    out = tmp_path / "rerank.json"
+    argv = ["--checkpoint", str(path), "--out", str(out), "--workers", "0", "--device", "cpu", "--trials", "1"]
+    assert main([*argv, "--rerank", "--tracklet", "2", "--rerank-candidates", "5"]) == 0
+    report = json.loads(out.read_text())
+    assert report["tracklet"] == 2 and report["rerank"] == {"k1": 20, "k2": 6, "lambda": 0.3, "candidates": 5}
+    got = report["results"]["sysu/all"]
+    assert set(got) == {"no_flip", "flip", "no_flip+rerank", "flip+rerank"}
+    q_paths, q_pids, q_cams = process_query_sysu(root, "all")
+    g_paths, g_pids, g_cams = process_gallery_sysu(root, "all", 0)
+    with torch.no_grad():
+        q = _fused_by_hand(net.embed(eval_batch(q_paths, NET), Modality.INFRARED).numpy(), q_pids, q_cams, 2)
+        g = net.embed(eval_batch(g_paths, NET), Modality.VISIBLE).numpy()
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    for key, distmat in (("no_flip", 1 - q @ g.T), ("no_flip+rerank", rerank_distmat(q, g, candidates=5))):
+        cmc, mAP, mINP = eval_sysu(distmat, q_pids, g_pids, q_cams, g_cams)
+        assert got[key]["mAP"] == pytest.approx(100 * mAP, abs=0.006), key
+        assert got[key]["R1"] == pytest.approx(100 * cmc[0], abs=0.006), key
+    assert got["no_flip"] != got["no_flip+rerank"]
+    assert main([*argv, "--tracklet", "0"]) == 2
+
+
+def test_tracklets_take_the_next_images_of_the_same_identity_and_camera() -> None:
+    from training.data.base import Sample
+    from training.eval_loop import tracklets
+
+    def s(pid: int, cam: int) -> Sample:
+        return Sample(Path(f"{pid}_{cam}.jpg"), pid, cam, Modality.INFRARED)
+
+    query = [s(1, 3), s(1, 3), s(2, 3), s(1, 6), s(1, 3)]
+    assert tracklets(query, 1) == [[0], [1], [2], [3], [4]]
+    assert tracklets(query, 2) == [[0, 1], [1, 4], [2], [3], [4, 0]]
+    assert tracklets(query, 4) == [[0, 1, 4], [1, 4, 0], [2], [3], [4, 0, 1]]
