@@ -4,8 +4,8 @@ Layout: one collection per model (default ``vireid_<model version>``) with expli
 vector, ``modality``/``label``/``camera`` as scalar fields (filters are Milvus expressions on them), the rest of
 the metadata in a JSON field and the thumbnail base64 in a VARCHAR. Its properties record the format, model version
 and dimension; a replica with another model is refused, as the FAISS gallery refuses on its manifest. New ids are
-auto ids of a companion collection ``<name>__ids`` (Milvus allocates them, unique across every replica); a
-migration keeps its source ids, which are far below them.
+auto ids of a companion collection ``<name>__ids`` (Milvus allocates them, unique across every replica) plus
+``NEW_ID_BASE``; a migration keeps its source ids, which stay below that.
 
 Consistency: every read (get, list, counts, vectors, thumbnail, search) uses ``config.consistency``, Strong by
 default, so a write acknowledged by one replica is visible to the next read on any other. An add is one insert
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ from index.milvus.schema import ID_SUFFIX, MAX_THUMBNAIL_BYTES, Identity, ensure
 
 logger = logging.getLogger(__name__)
 
+# New ids are the companion collection's auto ids plus this: above every id a migration keeps (a FAISS gallery
+# counts from 1), and below 2**53 for Milvus Lite's auto ids (which count from 1 as well).
+NEW_ID_BASE = 2**50
 MAX_TOP_K = 16_384  # Milvus's largest search limit
 _PAGE = 16_384  # rows per query when iterating
 
@@ -93,7 +97,7 @@ class MilvusGallery:
         """``n`` new ids, unique across every replica (auto ids of the companion collection)."""
         rows = [{"v": [0.0, 0.0]} for _ in range(n)]
         result = self._conn.call(lambda c, t: c.insert(self.collection + ID_SUFFIX, rows, timeout=t))
-        return [int(i) for i in result["ids"]]
+        return [NEW_ID_BASE + int(i) for i in result["ids"]]
 
     def add(self, items: Sequence[NewItem]) -> builtins.list[int]:
         """Add all items or none; returns their new ids in order; durable on return."""
@@ -232,6 +236,18 @@ class MilvusGallery:
             ]
             for row in hits
         ]
+
+    def seal_and_index(self, timeout_s: float = 3600.0, poll_s: float = 1.0) -> None:
+        """Flush what was written into sealed segments and wait until the vector index covers every row (after a
+        bulk load: searches on rows not yet indexed are brute force)."""
+        self._conn.call(lambda c, t: c.flush(self.collection, timeout=t))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = self._conn.call(lambda c, t: c.describe_index(self.collection, index_name=VECTOR_FIELD, timeout=t))
+            if int(info.get("pending_index_rows", 0)) == 0 and info.get("state", "Finished") == "Finished":
+                return
+            time.sleep(poll_s)
+        raise GalleryError(f"the index of {self.collection} was not built within {timeout_s} s")
 
     def close(self) -> None:
         """Stop reconnecting and close the client; further calls fail."""
