@@ -107,7 +107,14 @@ def drop_collections(config: MilvusConfig) -> None:
 def milvus(uri: str, name: str, index_type: str, consistency: str = "Strong") -> MilvusConfig:
     """The Milvus config of one benchmarked collection."""
     return MilvusConfig.model_validate(
-        {"kind": "milvus", "uri": uri, "collection": name, "index_type": index_type, "consistency": consistency}
+        {
+            "kind": "milvus",
+            "uri": uri,
+            "collection": name,
+            "index_type": index_type,
+            "consistency": consistency,
+            "timeout_s": 600.0,  # a bulk write of 1000 x 2048 on a busy machine, and index builds
+        }
     )
 
 

@@ -105,16 +105,25 @@ class MilvusGallery:
             return []
         embeddings = self._embeddings(items)
         ids = self.allocate_ids(len(items))
-        self.put(ids, items, embeddings, [now_iso()] * len(items))
+        self.put(ids, items, embeddings, [now_iso()] * len(items), replace=False)
         return ids
 
     def put(
-        self, ids: Sequence[int], items: Sequence[NewItem], embeddings: np.ndarray, added_at: Sequence[str]
+        self,
+        ids: Sequence[int],
+        items: Sequence[NewItem],
+        embeddings: np.ndarray,
+        added_at: Sequence[str],
+        replace: bool = True,
     ) -> None:
-        """Write items under the given ids (an upsert: a migration re-run rewrites, never duplicates); all or none."""
+        """Write items under the given ids, all or none; ``replace`` upserts (a migration re-run rewrites what is
+        there, never duplicates it), else an insert of ids known to be new (cheaper)."""
         rows = [to_row(i, it, v, at) for i, it, v, at in zip(ids, items, embeddings, added_at, strict=True)]
         try:
-            self._conn.call(lambda c, t: c.upsert(self.collection, rows, timeout=t))
+            if replace:
+                self._conn.call(lambda c, t: c.upsert(self.collection, rows, timeout=t))
+            else:
+                self._conn.call(lambda c, t: c.insert(self.collection, rows, timeout=t))
         except GalleryError:
             try:  # the insert may have reached the log before the connection failed: take it back
                 self._conn.call(lambda c, t: c.delete(self.collection, filter=ex.ids_expression(list(ids)), timeout=t))
