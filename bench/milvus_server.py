@@ -7,7 +7,7 @@ with another server's), and this process publishes its proxy port on ``127.0.0.1
 thread per connection that opens its upstream socket inside that namespace (``setns``). Creating a network
 namespace needs root (CAP_SYS_ADMIN); without it ``start`` fails and says so.
 
-Used by ``tests/index/milvus_server.py`` (the session fixture) and ``bench/search.py --backend milvus``; it lives
+Used by the ``milvus_server`` session fixture (``tests/conftest.py``) and ``bench/search.py --backend milvus``; it lives
 here so that the benchmark does not import the tests. ``python bench/milvus_server.py DIR`` serves until Ctrl+C.
 """
 
@@ -124,7 +124,7 @@ class LocalMilvusServer:
         config = MilvusServerConfig(data_dir=str(self.base_dir))
         for component in _COMPONENTS:
             config.set(f"{component}.ip", "127.0.0.1")
-        config.resolve()  # writes configs/milvus.yaml under base_dir
+        config.resolve()  # writes the server config (milvus.yaml) under base_dir
         self._inner_port = int(config.get("proxy_port"))
         _initialize_data_files(str(self.base_dir))
         exe = self.base_dir / "bin" / "milvus"
