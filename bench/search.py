@@ -2,6 +2,7 @@
 
     python bench/search.py --size 1000000 --dim 2048            # the issue's 1M x 2048 configuration
     python bench/search.py --size 100000 --dim 8192 --nlist 1024
+    python -m bench.search --backend milvus --size 100000 --dim 2048   # FAISS vs Milvus Lite vs a Milvus server
 
 Data: ``size / views`` identities, each a centre mixed from one of ``groups`` shared directions (so identities
 of a group are alike, as people in similar clothes are) plus its own direction; each gallery row is a noisy view
@@ -49,6 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="OpenMP threads for FAISS")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--backend",
+        choices=["faiss", "milvus"],
+        default="faiss",
+        help="faiss: exact vs IVF (this module); milvus: FAISS gallery vs Milvus Lite and server (search_backends)",
+    )
+    p.add_argument("--milvus-index", nargs="+", default=["FLAT", "HNSW", "IVF_SQ8"], help="server index types")
+    p.add_argument("--batch", type=int, default=1000, help="--backend milvus: items per Gallery.add")
     return p.parse_args(argv)
 
 
@@ -202,7 +211,14 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.backend == "milvus":
+        from bench.search_backends import run_backends
+
+        faiss.omp_set_num_threads(args.threads)
+        run_backends(args, SyntheticGallery(args))
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     vireid serve --model-dir models/ --data-dir gallery/ --host 0.0.0.0 --port 8000
     vireid gallery add crops/day/ --modality vis --label-from-dir --camera cam1
+    vireid gallery migrate --from-data-dir gallery/ --to-index '{"kind": "milvus", "uri": "http://milvus:19530"}'
     vireid search crops/night/0042_0001.jpg --modality ir --top-k 5
     vireid search crops/night/0042_0001.jpg crops/night/0042_0002.jpg --modality ir --rerank
     vireid healthcheck --url http://127.0.0.1:8000/healthz
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.migrate import add_migrate
 from common.modality import Modality
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ def _add_serve(sub: Any) -> None:
 
 def _add_gallery(sub: Any) -> None:
     gallery = sub.add_parser("gallery", help="manage the gallery of a running service")
-    gsub = gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add}")
+    gsub = gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add,migrate}")
     p = gsub.add_parser("add", help="upload the images under a folder (recursively) to POST /gallery")
     p.add_argument("path", type=Path, metavar="DIR", help="folder of crops (or one image file)")
     p.add_argument("--modality", type=_modality, required=True, help="vis or ir")
@@ -78,6 +80,7 @@ def _add_gallery(sub: Any) -> None:
     p.add_argument("--batch", type=int, default=16, help="images per request (default %(default)s)")
     _client_options(p, api_key=True)
     p.set_defaults(func=cmd_gallery_add)
+    add_migrate(gsub)
 
 
 def _add_search(sub: Any) -> None:

@@ -23,3 +23,7 @@ class InvalidEmbeddingError(GalleryError, ValueError):
 
 class GalleryLockedError(GalleryError):
     """Another process (or another open in this one) holds the gallery directory."""
+
+
+class GalleryUnavailableError(GalleryError):
+    """The gallery's store (a Milvus server) cannot be reached now; retry later."""

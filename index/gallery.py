@@ -97,6 +97,19 @@ def validate_embeddings(embeddings: np.ndarray, dim: int, what: str) -> np.ndarr
     return arr
 
 
+def stack_embeddings(items: Sequence[NewItem], dim: int) -> np.ndarray:
+    """The items' embeddings as validated float32 ``(n, dim)`` rows (see ``validate_embeddings``).
+
+    Raises:
+        InvalidEmbeddingError: an embedding is not ``(dim,)``, finite and L2-normalised.
+    """
+    rows = [np.asarray(item.embedding).reshape(1, -1) for item in items]
+    if any(row.shape[1] != dim for row in rows):
+        shapes = sorted({np.asarray(item.embedding).shape for item in items})
+        raise InvalidEmbeddingError(f"embeddings must have shape ({dim},), got {shapes}")
+    return validate_embeddings(np.concatenate(rows), dim, "embeddings")
+
+
 def _refuse_foreign_folder(directory: Path) -> None:
     """Refuse a folder that is neither a gallery nor new (absent, empty, or holding only a new gallery's leftovers).
 
@@ -350,11 +363,7 @@ class FaissGallery:
         self._check_open()
         if not items:
             return []
-        rows = [np.asarray(item.embedding).reshape(1, -1) for item in items]
-        if any(row.shape[1] != self.embedding_dim for row in rows):
-            shapes = sorted({np.asarray(item.embedding).shape for item in items})
-            raise InvalidEmbeddingError(f"embeddings must have shape ({self.embedding_dim},), got {shapes}")
-        embeddings = validate_embeddings(np.concatenate(rows), self.embedding_dim, "embeddings")
+        embeddings = stack_embeddings(items, self.embedding_dim)
         embeddings = at_rest(embeddings, self.config.vector_dtype)  # FAISS holds what SQLite gives back on reopen
         modalities = np.array([Modality(it.modality).value for it in items])
         with self._write_mutex:

@@ -6,7 +6,8 @@ reading) or an image over ``max_image_pixels`` (decompression-bomb guard: the he
 the images of a request over ``max_request_pixels`` in all (headers again),
 415 not a decodable image or a Content-Type no route at that path and method takes, 422 request validation
 (FastAPI's, reshaped), 503 encoders or gallery not loaded, or the encoder queue full (``max_queue``) or its wait
-over (``encode_timeout_s``), these two with a ``Retry-After`` header.
+over (``encode_timeout_s``), these two with a ``Retry-After`` header, or the gallery's store (Milvus) unreachable
+(``gallery_unavailable``, naming the reason).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from common.preprocess import ImageDecodeError, ImageTooLargeError
-from index.errors import InvalidEmbeddingError, ItemNotFoundError
+from index.errors import GalleryUnavailableError, InvalidEmbeddingError, ItemNotFoundError
 from service.batching import BatcherClosedError, EncoderBusyError, EncodeTimeoutError, OverloadedError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     BatcherClosedError: (503, "not_ready"),
     OverloadedError: (503, "overloaded"),
     EncodeTimeoutError: (503, "encode_timeout"),
+    GalleryUnavailableError: (503, "gallery_unavailable"),
 }
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}

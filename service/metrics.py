@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.modality import Modality
 from index.base import Gallery
+from index.errors import GalleryUnavailableError
+
+logger = logging.getLogger(__name__)
 
 Stage = Literal["decode", "encode", "search", "metadata"]
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,6 +45,11 @@ class Metrics:
         )
         self.gallery_items = Gauge(
             "vireid_gallery_items", "Items in the gallery per modality", ["modality"], registry=registry
+        )
+        self.gallery_reachable = Gauge(
+            "vireid_gallery_reachable",
+            "1 when the gallery's store answered the last count, 0 when not",
+            registry=registry,
         )
         self.requests = Counter(
             "vireid_http_requests",
@@ -75,9 +84,21 @@ class Metrics:
             self.gallery_items.labels(modality=modality.value).set(count)
 
 
-async def refresh_gallery_gauge(metrics: Metrics, gallery: Gallery) -> None:
-    """Count the gallery per modality (in a worker thread) and publish the counts."""
-    metrics.set_gallery_counts(await run_in_threadpool(gallery.counts))
+async def refresh_gallery_gauge(metrics: Metrics, gallery: Gallery) -> dict[Modality, int] | None:
+    """Count the gallery per modality (in a worker thread) and publish the counts and whether it answered.
+
+    Returns the counts, or ``None`` when the gallery's store is unreachable (logged, never raised: a write that
+    succeeded stays a success when the count after it fails).
+    """
+    try:
+        counts = await run_in_threadpool(gallery.counts)
+    except GalleryUnavailableError as exc:
+        logger.warning("gallery counts unavailable: %s", exc)
+        metrics.gallery_reachable.set(0)
+        return None
+    metrics.gallery_reachable.set(1)
+    metrics.set_gallery_counts(counts)
+    return counts
 
 
 class RequestCounterMiddleware:

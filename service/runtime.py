@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from common.modality import Modality
 from index.base import Gallery
-from index.gallery import FaissGallery
+from index.factory import open_gallery
+from index.milvus.config import MilvusConfig
 from service.embedder import Embedder, start_embedder
 from service.encoder import OnnxEncoder, load_encoders
 from service.metrics import Metrics, refresh_gallery_gauge
@@ -65,7 +66,7 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     )
     card = encoders[Modality.VISIBLE].card
     gallery = await run_in_threadpool(
-        FaissGallery.open, settings.data_dir, card.embedding_dim, card.model_version, card.git_sha, settings.index
+        open_gallery, settings.index, settings.data_dir, card.embedding_dim, card.model_version, card.git_sha
     )
     runtime = Runtime(
         encoders=encoders,
@@ -73,13 +74,13 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         gallery=gallery,
         model=ModelIdentity(model_version=card.model_version, embedding_dim=card.embedding_dim),
     )
-    await refresh_gallery_gauge(metrics, gallery)
+    counts = await refresh_gallery_gauge(metrics, gallery)
     logger.info(
         "service ready: model %s (dim %d), providers %s, gallery %s at %s",
         runtime.model.model_version,
         runtime.model.embedding_dim,
         {m.value: e.providers for m, e in encoders.items()},
-        {m.value: n for m, n in gallery.counts().items()},
-        settings.data_dir,
+        {m.value: n for m, n in counts.items()} if counts is not None else "unavailable",
+        settings.index.uri if isinstance(settings.index, MilvusConfig) else settings.data_dir,
     )
     return runtime

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from index.config import IndexConfig
+from index.milvus.config import MilvusConfig
 from service.tensorrt import check_provider_order
 
 
@@ -57,9 +58,10 @@ class Settings(BaseSettings):
     )
     inference_workers: int = Field(default=1, ge=1, description="threads running encoder inference per modality")
     decode_workers: int = Field(default=4, ge=1, description="threads decoding uploaded images")
-    index: IndexConfig = Field(
+    index: IndexConfig | MilvusConfig = Field(
         default_factory=lambda: IndexConfig.model_validate({}),
-        description="gallery index config (index.config.IndexConfig), JSON or nested: VIREID_INDEX__KIND=ivf",
+        description="gallery backend and index: FAISS (index.config.IndexConfig, kind exact|ivf, JSON or nested: "
+        'VIREID_INDEX__KIND=ivf) or Milvus (index.milvus.config.MilvusConfig: {"kind": "milvus", "uri": ...})',
     )
     default_top_k: int = Field(default=10, ge=1, description="matches returned by /search when top_k is not given")
     max_top_k: int = Field(default=1000, ge=1, description="largest top_k /search accepts")

@@ -87,3 +87,17 @@ def trained_exported(tmp_path_factory: pytest.TempPathFactory, trained_run: Path
     net, _ = load_model(trained_run)
     net.eval()
     return ExportedModels(model_dir, {m: EncoderGraph(net, m).eval() for m in Modality}, trained_run)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real Milvus standalone server (``bench/milvus_server.py``), loopback only; stopped by its handle at the end.
+
+    Tests that stop it to inject a fault start it again before they return.
+    """
+    from bench.milvus_server import LocalMilvusServer
+
+    server = LocalMilvusServer(tmp_path_factory.mktemp("milvus_server"))
+    server.start()
+    yield server
+    server.close()

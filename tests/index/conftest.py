@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ from common.modality import Modality
 from index.base import NewItem
 from index.config import IndexConfig
 from index.gallery import FaissGallery
+
+if TYPE_CHECKING:
+    from tests.index.backends import Backend
 
 DIM = 16
 MODEL = "abc123def456"
@@ -80,3 +84,21 @@ def open_gallery(tmp_path: Path) -> OpenGallery:
     yield _open
     for gallery in opened:
         gallery.close()
+
+
+# The gallery contract (tests/index/test_gallery_contract.py) runs on each backend; the real server is slow to start.
+BACKENDS = [
+    pytest.param("faiss", id="faiss"),
+    pytest.param("lite", id="milvus-lite"),
+    pytest.param("server", id="milvus-server", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each gallery backend in turn, on fresh storage (``tests/index/backends.py``)."""
+    from tests.index.backends import make_backend
+
+    made = make_backend(request.param, tmp_path, request)
+    yield made
+    made.close_all()

@@ -86,3 +86,20 @@ def test_vector_precision_at_rest_is_a_nested_index_setting(monkeypatch: pytest.
     monkeypatch.setenv("VIREID_INDEX__VECTOR_DTYPE", "float8")
     with pytest.raises(ValidationError, match="vector_dtype"):
         Settings()
+
+
+def test_index_json_selects_the_milvus_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.config import IndexConfig
+    from index.milvus.config import MilvusConfig
+
+    monkeypatch.setenv("VIREID_INDEX", '{"kind": "milvus", "uri": "http://milvus:19530", "token": "root:Milvus"}')
+    index = Settings().index
+    assert isinstance(index, MilvusConfig) and index.uri == "http://milvus:19530" and index.index_type == "FLAT"
+    assert index.token is not None and index.token.get_secret_value() == "root:Milvus"
+    assert index.collection_name("ab.12-cd") == "vireid_ab_12_cd"
+    monkeypatch.setenv("VIREID_INDEX", '{"kind": "exact"}')
+    assert isinstance(Settings().index, IndexConfig)
+    for bad in ('{"kind": "milvus"}', '{"kind": "milvus", "uri": "x.db", "index_type": "DISKANN"}', '{"kind": "pg"}'):
+        monkeypatch.setenv("VIREID_INDEX", bad)
+        with pytest.raises(ValidationError):
+            Settings()
