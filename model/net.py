@@ -19,6 +19,7 @@ from model.layers.gem import StripeGeM
 
 STREAMS_AMG = ("V", "V_aux", "I", "I_aux")
 STREAMS_PLAIN = ("V", "I")
+DCL_STREAMS = ("V_aux", "I_aux")  # the only rows the DCL head sees (docs/method.md §3)
 
 
 @dataclass
@@ -31,7 +32,8 @@ class TrainOutput:
         streams: ``("V", "V_aux", "I", "I_aux")``, or ``("V", "I")`` without AMG.
         logits: one ``(S*N, num_classes)`` tensor per stripe.
         feats: ``(S*N, P*D)`` concatenated pre-BN stripe vectors (D = ``part_dim`` or the backbone width).
-        dcl: ``(S*N, dcl_dim)`` projection-head outputs (unit vectors), None without AMG.
+        dcl: ``(2*N, dcl_dim)`` projection-head outputs (unit vectors) of the auxiliary streams only, rows
+            ``[V_aux, I_aux]`` (see ``dcl_rows``); None without AMG.
     """
 
     streams: tuple[str, ...]
@@ -53,6 +55,17 @@ class TrainOutput:
         if stream not in self.streams:
             raise KeyError(f"stream {stream!r} not in this output; streams are {self.streams}")
         k = self.streams.index(stream)
+        return slice(k * self.batch_size, (k + 1) * self.batch_size)
+
+    def dcl_rows(self, stream: str) -> slice:
+        """Row slice of ``stream`` (``"V_aux"`` or ``"I_aux"``) in ``dcl``.
+
+        Raises:
+            KeyError: ``stream`` is not an auxiliary stream of this output.
+        """
+        if stream not in DCL_STREAMS or stream not in self.streams:
+            raise KeyError(f"the DCL head sees only {DCL_STREAMS}, not {stream!r}")
+        k = DCL_STREAMS.index(stream)
         return slice(k * self.batch_size, (k + 1) * self.batch_size)
 
 
@@ -146,8 +159,13 @@ class VIReIDNet(nn.Module):
         )
         head = self.forward_head(self.backbone.forward_shared(stems))
         feats = head.feats.flatten(1)
-        dcl = self.dcl_head(head.feats.mean(dim=1)) if self.dcl_head is not None else None
-        return TrainOutput(streams=self.streams, logits=head.logits, feats=feats, dcl=dcl)
+        out = TrainOutput(streams=self.streams, logits=head.logits, feats=feats, dcl=None)
+        if self.dcl_head is not None:
+            # Only the auxiliary rows: the head's batch-statistics BatchNorm must not mix in V and I rows, and the
+            # DCL gradient must not reach the V and I features (the public MMN code feeds its DCL V_aux and I_aux).
+            aux = torch.cat([feats[out.rows(s)] for s in DCL_STREAMS]).unflatten(1, head.feats.shape[1:])
+            out.dcl = self.dcl_head(aux.mean(dim=1))
+        return out
 
     def _embed_unnormalised(self, x: Tensor, modality: Modality) -> Tensor:
         """Concatenated post-BN stripe vectors ``(N, embedding_dim)`` before L2 normalisation."""

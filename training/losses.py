@@ -85,7 +85,7 @@ def compute_losses(out: TrainOutput, pids: Tensor, cfg: LossConfig) -> dict[str,
     pairs = TRIPLET_PAIRS_AMG if "V_aux" in out.streams else TRIPLET_PAIRS_PLAIN
     triplet = cross_modal_triplet(feats, pids, pairs, cfg.margin)
     if out.dcl is not None:
-        dcl = dcl_loss(out.dcl[out.rows("V_aux")], out.dcl[out.rows("I_aux")])
+        dcl = dcl_loss(out.dcl[out.dcl_rows("V_aux")], out.dcl[out.dcl_rows("I_aux")])
     else:
         dcl = torch.zeros((), device=pids.device)
     total = cfg.id_weight * ident + cfg.triplet_weight * triplet + cfg.dcl_weight * dcl

@@ -36,7 +36,7 @@ def test_train_output_shapes_follow_the_ablation_switches(make_net, images, over
     assert out.streams == streams and out.batch_size == N
     assert len(out.logits) == 4 and all(logits.shape == (rows, 6) for logits in out.logits)
     assert out.feats.shape == (rows, 4 * 512)
-    assert (out.dcl.shape == (rows, 256)) if has_dcl else out.dcl is None
+    assert (out.dcl.shape == (2 * N, 256)) if has_dcl else out.dcl is None
     assert (net.amg is not None, net.dcl_head is not None) == (has_dcl, has_dcl)
     assert (net.backbone.shared.hagl is not None) == overrides.get("hagl", True)
 
@@ -63,7 +63,7 @@ def test_streams_run_in_order_through_the_right_stems(make_net, images):
 def test_part_dim_reduces_every_stripe(make_net, images):
     net = make_net(part_dim=32, num_stripes=2)
     out = net(images(N), images(N, seed=1))
-    assert net.embedding_dim == 64 and out.feats.shape == (4 * N, 64) and out.dcl.shape == (4 * N, 256)
+    assert net.embedding_dim == 64 and out.feats.shape == (4 * N, 64) and out.dcl.shape == (2 * N, 256)
     assert net.eval().embed(images(2), Modality.VISIBLE).shape == (2, 64)
 
 
@@ -121,7 +121,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_the_fixed_head_none(make_
     out = net(images(4, seed=1), images(4, seed=2))
     pids = torch.tensor([0, 1, 2, 3] * len(out.streams))
     id_loss = sum(F.cross_entropy(logits, pids) for logits in out.logits)
-    dcl = (out.dcl[out.rows("V_aux")] - out.dcl[out.rows("I_aux")]).norm(dim=1).mean()
+    dcl = (out.dcl[out.dcl_rows("V_aux")] - out.dcl[out.dcl_rows("I_aux")]).norm(dim=1).mean()
     (id_loss + out.feats.pow(2).mean() + 0.5 * dcl).backward()
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     no_grad = [name for name, p in trainable.items() if p.grad is None or p.grad.abs().sum() == 0]
@@ -138,7 +138,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_the_fixed_head_none(make_
 def test_the_dcl_loss_alone_trains_the_generator_and_the_backbone(make_net, images):
     net = make_net()
     out = net(images(4, seed=1), images(4, seed=2))
-    (out.dcl[out.rows("V_aux")] - out.dcl[out.rows("I_aux")]).norm(dim=1).mean().backward()
+    (out.dcl[out.dcl_rows("V_aux")] - out.dcl[out.dcl_rows("I_aux")]).norm(dim=1).mean().backward()
     grads = {name: p.grad for name, p in net.named_parameters()}
     for name in (
         "amg.encoders.vis.0.weight",
@@ -150,6 +150,23 @@ def test_the_dcl_loss_alone_trains_the_generator_and_the_backbone(make_net, imag
     ):
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
     assert grads["necks.0.classifier.weight"] is None
+
+
+def test_the_dcl_head_sees_only_the_auxiliary_rows(make_net, images):
+    """DCL gradients reach the V_aux and I_aux features and exactly nothing of the V and I features."""
+    net = make_net()
+    out = net(images(4, seed=1), images(4, seed=2))
+    dcl = (out.dcl[out.dcl_rows("V_aux")] - out.dcl[out.dcl_rows("I_aux")]).norm(dim=1).mean()
+    (grad,) = torch.autograd.grad(dcl, out.feats)
+    norms = {stream: float(grad[out.rows(stream)].norm()) for stream in out.streams}
+    assert norms["V"] == 0.0 and norms["I"] == 0.0, norms
+    assert norms["V_aux"] > 0 and norms["I_aux"] > 0, norms
+    with torch.no_grad():  # the head's batch statistics are those of the auxiliary rows alone
+        aux = torch.cat([out.feats[out.rows("V_aux")], out.feats[out.rows("I_aux")]])
+        expected = net.dcl_head(aux.unflatten(1, (4, 512)).mean(dim=1))
+    torch.testing.assert_close(out.dcl.detach(), expected)
+    with pytest.raises(KeyError, match="only"):
+        out.dcl_rows("V")
 
 
 def test_param_groups_split_pretrained_backbone_from_new_modules(make_net):

@@ -93,11 +93,11 @@ def test_compute_losses_with_amg_weights_the_terms() -> None:
     I_aux = (4, 1) (identities swapped). Triplet pairs: (V,I) 0; (V,I_aux): union x = (0,3,4,1), pids (0,1,0,1):
     anchor 0: pos 4, neg min(3, 1) = 1 -> 3.3; anchor 3: pos 2, neg min(3, 1) = 1 -> 1.3; anchor 4: pos 4,
     neg 1 -> 3.3; anchor 1: pos 2, neg 1 -> 1.3; mean 2.3. (V_aux,I) = 0, (V_aux,I_aux) = 2.3; triplet = 1.15.
-    ID: zero logits over 3 classes -> log 3. DCL: rows of V_aux dcl (1,0), (0,1) vs I_aux (0,1), (0,1) ->
+    ID: zero logits over 3 classes -> log 3. DCL (rows [V_aux, I_aux] only): V_aux (1,0), (0,1) vs I_aux (0,1), (0,1) ->
     distances sqrt(2), 0 -> mean 0.707107. Total = log 3 + 1.15 + 0.5 * 0.707107 = 2.602166.
     """
     feats = [[0.0], [3.0], [0.0], [3.0], [1.0], [4.0], [4.0], [1.0]]
-    dcl = [[0.0, 0.0]] * 2 + [[1.0, 0.0], [0.0, 1.0]] + [[0.0, 0.0]] * 2 + [[0.0, 1.0], [0.0, 1.0]]
+    dcl = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
     out = _output(("V", "V_aux", "I", "I_aux"), feats, dcl)
     losses = compute_losses(out, torch.tensor([0, 1]), LossConfig())
     assert losses["id"].item() == pytest.approx(math.log(3), abs=1e-6)
