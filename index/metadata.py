@@ -239,12 +239,13 @@ class MetadataStore:
         next call finishes the work.
         """
         target = blob_bytes(self.embedding_dim, self.vector_dtype)
-        conn, converted = self._writer, 0
+        conn, converted, after = self._writer, 0, -1
         while True:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = conn.execute(
-                    "SELECT id, embedding FROM vectors WHERE length(embedding) != ? LIMIT ?", (target, CONVERT_CHUNK)
+                    "SELECT id, embedding FROM vectors WHERE id > ? AND length(embedding) != ? ORDER BY id LIMIT ?",
+                    (after, target, CONVERT_CHUNK),
                 ).fetchall()
                 vectors = np.stack([decode(blob, self.embedding_dim) for _, blob in rows]) if rows else None
                 if vectors is not None:
@@ -259,7 +260,7 @@ class MetadataStore:
                 raise
             if not rows:
                 break
-            converted += len(rows)
+            converted, after = converted + len(rows), int(rows[-1][0])
         if converted:
             conn.execute("VACUUM")  # atomic; gives the freed pages back to the file system
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -32,7 +32,7 @@ def decode(blob: bytes, dim: int) -> np.ndarray:
     """
     for dtype in _WIRE.values():
         if len(blob) == dim * np.dtype(dtype).itemsize:
-            return np.frombuffer(blob, dtype=dtype).astype(np.float32)
+            return np.frombuffer(blob, dtype=dtype).astype(np.float32, copy=False)
     raise ValueError(f"a stored vector has {len(blob)} bytes; dimension {dim} needs {dim * 4} (float32) or {dim * 2}")
 
 
