@@ -4,8 +4,8 @@ Every backend is the gallery the service would open (``index.factory.open_galler
 rows through ``Gallery.add`` (batches of ``--batch``) and the same queries through ``Gallery.search``. Ground truth is
 exact inner-product top-k over all rows (FAISS ``IndexFlatIP`` per chunk, merged). Per backend: build time (adds,
 plus for Milvus the flush and the wait for its vector index), recall@k against the ground truth, p50/p99 of
-single-query searches, and the resident memory of the process that holds the vectors (this one for FAISS, the
-``milvus-lite`` child for Lite, the server for the server; measured after the build).
+single-query searches, and the resident memory the vectors cost: for FAISS and Milvus Lite (which runs inside this
+process) the growth of this process's RSS over the build, for the server the server process's RSS after the build.
 """
 
 from __future__ import annotations
@@ -38,20 +38,6 @@ def rss_gib(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 2**20
     return 0.0
-
-
-def lite_pids() -> list[int]:
-    """The Milvus Lite server processes this process started."""
-    me = str(Path("/proc/self").resolve().name)
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == me and "milvus" in fields.get("Name", ""):
-            pids.append(int(status.parent.name))
-    return pids
 
 
 def ground_truth(data: Any, queries: np.ndarray, k: int) -> np.ndarray:
@@ -118,23 +104,35 @@ def milvus(uri: str, name: str, index_type: str, consistency: str = "Strong") ->
     )
 
 
+Row = tuple[str, float, dict[str, float], float]  # name, build seconds, measures, memory GiB
+
+
+def report(row: Row, base_p50: float) -> None:
+    """Print one backend's line of the table (as soon as it is measured: a long run shows its progress)."""
+    name, build_s, m, mem = row
+    print(
+        f"{name:<36} {build_s:>8.1f} {m['recall']:>7.4f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
+        f"{m['p50'] / base_p50:>10.2f}x {mem:>8.2f}",
+        flush=True,
+    )
+
+
 def run_backends(args: argparse.Namespace, data: Any) -> None:
     """Build and measure each backend on the same rows and queries; print one table with ratios to FAISS."""
     queries = data.queries(args.queries)
     gt = ground_truth(data, queries, args.k)
     print(f"gallery {args.size} x {args.dim}, {args.queries} queries, recall@{args.k}, batches of {args.batch}")
-    results: list[tuple[str, float, dict[str, float], float]] = []
+    results: list[Row] = []
+    print(
+        f"{'backend':<36} {'build s':>8} {'recall':>7} {'p50 ms':>8} {'p99 ms':>8} {'p50 / faiss':>11} {'RSS GiB':>8}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         server = LocalMilvusServer(Path(tmp) / "server")
         server.start()
         try:
             specs: list[tuple[str, AnyIndexConfig, Callable[[], float]]] = [
                 ("faiss exact (FaissGallery)", IndexConfig(), rss_gib),
-                (
-                    "milvus-lite FLAT",
-                    milvus(str(Path(tmp) / "lite.db"), "b_flat", "FLAT"),
-                    lambda: sum(rss_gib(p) for p in lite_pids()),
-                ),
+                ("milvus-lite FLAT", milvus(str(Path(tmp) / "lite.db"), "b_flat", "FLAT"), rss_gib),
             ]
             for index_type in args.milvus_index:
                 specs.append(
@@ -145,30 +143,22 @@ def run_backends(args: argparse.Namespace, data: Any) -> None:
                     )
                 )
             for name, config, memory in specs:
-                before = rss_gib() if isinstance(config, IndexConfig) else 0.0
+                before = rss_gib() if memory is rss_gib else 0.0
                 gallery = open_gallery(config, Path(tmp) / "faiss", args.dim, "bench", "bench")
                 ids, build_s = build(gallery, data, args.batch)
                 row_of = {int(i): r for r, i in enumerate(ids)}
                 mem = memory() - before
                 results.append((name, build_s, measure(gallery, row_of, queries, gt, args), mem))
-                print(f"  measured {name}", flush=True)
+                report(results[-1], results[0][2]["p50"])
                 if isinstance(config, MilvusConfig) and config.index_type == "FLAT" and not config.uri.endswith(".db"):
                     bounded = open_gallery(
                         config.model_copy(update={"consistency": "Bounded"}), Path(tmp), args.dim, "bench"
                     )
                     results.append((f"{name} Bounded reads", build_s, measure(bounded, row_of, queries, gt, args), mem))
+                    report(results[-1], results[0][2]["p50"])
                     bounded.close()
                 gallery.close()
                 if isinstance(config, MilvusConfig):  # free the server's memory for the next backend
                     drop_collections(config)
         finally:
             server.close()
-    base = results[0][2]["p50"]
-    print(
-        f"{'backend':<36} {'build s':>8} {'recall':>7} {'p50 ms':>8} {'p99 ms':>8} {'p50 / faiss':>11} {'RSS GiB':>8}"
-    )
-    for name, build_s, m, mem in results:
-        print(
-            f"{name:<36} {build_s:>8.1f} {m['recall']:>7.4f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
-            f"{m['p50'] / base:>10.2f}x {mem:>8.2f}"
-        )
