@@ -115,7 +115,7 @@ def _fused_by_hand(q: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, k: int
 
 
 def test_cli_rerank_and_tracklets_score_the_fused_queries_both_ways(
-    checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path
+    checkpoint: tuple[Path, VIReIDNet, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from index.kreciprocal import rerank_distmat
 
@@ -125,6 +125,10 @@ def test_cli_rerank_and_tracklets_score_the_fused_queries_both_ways(
     assert main([*argv, "--rerank", "--tracklet", "2", "--rerank-candidates", "5"]) == 0
     report = json.loads(out.read_text())
     assert report["tracklet"] == 2 and report["rerank"] == {"k1": 20, "k2": 6, "lambda": 0.3, "candidates": 5}
+    table = capsys.readouterr().out.splitlines()
+    rows = {line.split()[1]: line for line in table[2:] if line.startswith("sysu/all ")}
+    assert set(rows) == {"no_flip", "flip", "no_flip+rerank", "flip+rerank"}
+    assert len({len(line) for line in [table[0], *rows.values()]}) == 1  # one column width for every flip key
     got = report["results"]["sysu/all"]
     assert set(got) == {"no_flip", "flip", "no_flip+rerank", "flip+rerank"}
     q_paths, q_pids, q_cams = process_query_sysu(root, "all")
