@@ -52,11 +52,13 @@ def evaluate_splits(
     batch_size: int = 64,
     workers: int = 0,
     progress: Progress | None = None,
+    distances: list[tuple[EvalSplit, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Cross-modal retrieval metrics of ``net`` on evaluation splits, averaged over the trials of each setting.
 
     Each distinct image is embedded once (SYSU's 10 trials share their queries); distances are cosine distances
-    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``).
+    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``). A ``distances``
+    list receives each split with its ``(num_q, num_g)`` distance matrix (for plots).
 
     Returns:
         ``{"sysu/all": {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...}, ...}`` fractions.
@@ -67,7 +69,10 @@ def evaluate_splits(
     for split in splits:
         q = feats[[rows[(str(s.path), s.modality.value)] for s in split.query]]
         g = feats[[rows[(str(s.path), s.modality.value)] for s in split.gallery]]
-        cmc, mAP, mINP = split_metrics(distance_matrix(q, g), split)
+        distmat = distance_matrix(q, g)
+        if distances is not None:
+            distances.append((split, distmat))
+        cmc, mAP, mINP = split_metrics(distmat, split)
         per_group[split.group].append(metrics_dict(cmc, mAP, mINP))
     results = {}
     for group, trials in per_group.items():
