@@ -49,3 +49,5 @@ _.search_by_embedding
 # parity tests compare list for list (tests/training/test_sysu.py).
 _.process_query_sysu
 _.process_gallery_sysu
+
+_._ordered_ranges  # training/config.py: AugmentConfig (pydantic validator)

@@ -43,6 +43,10 @@ class SamplerConfig(Frozen):
     num_ids: int = Field(default=4, ge=2)
     num_instances: int = Field(default=4, ge=1)
     epoch: Literal["agw", "identities"] = "agw"
+    with_replacement: bool = Field(
+        default=True,
+        description="draw each id's images with replacement (the AGW sampler); false: without when it has enough",
+    )
 
 
 class AugmentConfig(Frozen):
@@ -52,9 +56,24 @@ class AugmentConfig(Frozen):
     pad_crop: bool = True
     pad: int = Field(default=10, ge=0)
     erasing_p: float = Field(default=0.5, ge=0.0, le=1.0)
+    erasing_area: tuple[float, float] = Field(
+        default=(0.02, 0.4), description="erased fraction of the image, drawn uniformly (the public VI-ReID code)"
+    )
+    erasing_ratio: tuple[float, float] = Field(
+        default=(0.3, 1 / 0.3), description="aspect ratio h/w of the erased box, drawn uniformly (not log-uniformly)"
+    )
     grayscale_p: float = Field(
         default=0.0, ge=0.0, le=1.0, description="random greyscale (not in the draft; helps colour-free matching)"
     )
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> AugmentConfig:
+        low, high = self.erasing_area
+        if not 0 < low <= high < 1:
+            raise ValueError(f"augment.erasing_area must satisfy 0 < low <= high < 1, got {list(self.erasing_area)}")
+        if not 0 < self.erasing_ratio[0] <= self.erasing_ratio[1]:
+            raise ValueError(f"augment.erasing_ratio must satisfy 0 < low <= high, got {list(self.erasing_ratio)}")
+        return self
 
 
 class OptimConfig(Frozen):
@@ -107,6 +126,9 @@ class RunConfig(Frozen):
     keep_epoch_checkpoints: bool = True
     max_iters: int | None = Field(default=None, ge=1, description="cap on iterations per epoch (smoke tests)")
     log_every: int = Field(default=20, ge=1)
+    eval_wait_minutes: float = Field(
+        default=240, gt=0, description="DDP: how long the other ranks wait for rank 0's evaluation and checkpoint"
+    )
 
 
 class ExperimentConfig(Frozen):

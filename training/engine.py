@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -36,11 +36,13 @@ def train_one_epoch(
     amp: bool = False,
     max_iters: int | None = None,
     log_every: int = 20,
+    on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Run one epoch of ``(vis, ir, pids)`` batches; returns the mean of each loss term (this rank).
 
     ``net`` may be wrapped in DDP. Mixed precision (float16 autocast + GradScaler) runs only on CUDA with ``amp``.
-    Wrap ``batches`` in tqdm in a CLI. A non-finite loss raises ``FloatingPointError`` (the run is diverging).
+    Wrap ``batches`` in tqdm in a CLI; ``on_step`` receives the running means after every step (a progress bar's
+    postfix). A non-finite loss raises ``FloatingPointError`` (the run is diverging).
     """
     net.train()
     use_amp = amp and device.type == "cuda"
@@ -62,6 +64,8 @@ def train_one_epoch(
         for key, value in losses.items():
             sums[key] += float(value.detach())
         count += 1
+        if on_step is not None:
+            on_step({k: v / count for k, v in sums.items()})
         if step % log_every == 0:
             logger.debug("step %d loss %.4f", step, losses["total"].item())
     return {k: v / max(count, 1) for k, v in sums.items()}

@@ -55,17 +55,19 @@ def evaluate_splits(
     batch_size: int = 64,
     workers: int = 0,
     progress: Progress | None = None,
+    distances: list[tuple[EvalSplit, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Cross-modal retrieval metrics of ``net`` on evaluation splits, averaged over the trials of each setting.
 
     Each distinct image is embedded once (SYSU's 10 trials share their queries); distances are cosine distances
-    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``).
+    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``). A ``distances``
+    list receives each split with its ``(num_q, num_g)`` distance matrix (for plots).
 
     Returns:
         ``{"sysu/all": {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...}, ...}`` fractions.
     """
     features = embed_splits(splits, lambda s: embed_samples(net, s, device, flip, batch_size, workers, progress))
-    return score_splits(features, splits)
+    return score_splits(features, splits, distances=distances)
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,15 @@ def query_features(feats: np.ndarray, members: list[list[int]]) -> np.ndarray:
 
 
 def score_splits(
-    features: SplitFeatures, splits: Sequence[EvalSplit], scoring: Scoring | None = None
+    features: SplitFeatures,
+    splits: Sequence[EvalSplit],
+    scoring: Scoring | None = None,
+    distances: list[tuple[EvalSplit, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of every split from precomputed embeddings, averaged over the trials of each setting."""
+    """Metrics of every split from precomputed embeddings, averaged over the trials of each setting.
+
+    A ``distances`` list receives each split with its ``(num_q, num_g)`` distance matrix (for plots).
+    """
     how = scoring or Scoring()
     per_group: dict[str, list[dict[str, float]]] = defaultdict(list)
     for split in splits:
@@ -138,6 +146,8 @@ def score_splits(
             distmat = distance_matrix(q, g)
         else:
             distmat = rerank_distmat(q, g, how.rerank, how.rerank_candidates)
+        if distances is not None:
+            distances.append((split, distmat))
         cmc, mAP, mINP = split_metrics(distmat, split)
         per_group[split.group].append(metrics_dict(cmc, mAP, mINP))
     results = {}

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,11 +27,12 @@ from index.kreciprocal import K1, K2, LAMBDA, KReciprocalParams
 from model.net import VIReIDNet
 from training.checkpoint import CheckpointError, checkpoint_hash, load_model
 from training.config import DataConfig, ExperimentConfig
-from training.data.base import DatasetLayoutError
+from training.data.base import DatasetLayoutError, EvalSplit
 from training.data.datasets import build_dataset
 from training.distributed import resolve_device
-from training.eval_loop import Scoring, embed_splits, score_splits
+from training.eval_loop import Scoring, embed_splits, evaluate_splits, score_splits
 from training.features import embed_samples
+from training.plots import write_plots
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,26 @@ def evaluate_checkpoint(
     return results
 
 
+def write_evaluation_plots(
+    net: VIReIDNet,
+    data: list[DataConfig],
+    out_dir: Path,
+    device_kind: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+) -> list[Path]:
+    """CMC curves (all settings of all data sets in one ``cmc.png``) and a ranked-list figure per setting."""
+    device = resolve_device(device_kind)  # type: ignore[arg-type]
+    net.to(device).eval()
+    split_dists: list[tuple[EvalSplit, np.ndarray]] = []
+    for data_cfg in data:
+        splits = build_dataset(data_cfg).eval_splits()
+        evaluate_splits(net, splits, device, False, batch_size, workers, distances=split_dists)
+    paths = write_plots(split_dists, out_dir, title="CMC (no flip)")
+    logger.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
 def to_percent(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
     """The same nesting with every metric as a percentage rounded to 2 decimals (for reports)."""
     return {g: {k: {m: round(100 * v, 2) for m, v in ms.items()} for k, ms in fs.items()} for g, fs in results.items()}
@@ -144,6 +166,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tracklet", type=int, default=1, metavar="K", help="fuse K crops of one identity and camera per query"
     )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write CMC curves and ranked-list figures (PNG) here (embeds the images once more, without flip)",
+    )
     return parser.parse_args(argv)
 
 
@@ -161,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate_checkpoint(
             net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty(), scoring
         )
+        if args.plots is not None:
+            write_evaluation_plots(net, data, args.plots, args.device, args.batch_size, args.workers)
     except (CheckpointError, DatasetLayoutError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

@@ -43,12 +43,15 @@ class IdentitySampler:
         vis_pids: training pid of each visible image (relabelled, shared with infrared).
         ir_pids: training pid of each infrared image.
         num_ids: P, identities per batch (per rank).
-        num_instances: K, images per identity per modality (drawn with replacement if an id has fewer).
+        num_instances: K, images per identity per modality.
         seed: base seed; epoch ``e`` draws from ``np.random.default_rng([seed, e])``.
         epoch_mode: ``"agw"``: ``max(#vis, #ir) // (P*K) + 1`` batches of P distinct random ids (the AGW epoch);
             ``"identities"``: one pass over the shuffled identities, ``#ids // P`` batches.
         rank, world_size: this process's DDP shard; rank r takes batches r, r+W, ... of the epoch's list,
             truncated so that every rank gets the same number.
+        with_replacement: draw each id's K images with replacement, as the AGW ``IdentitySampler`` does
+            (``np.random.choice(pos, K)``: a batch may repeat an image though the id has K or more); False draws
+            without replacement when the id has at least K images (and with replacement otherwise).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class IdentitySampler:
         epoch_mode: Literal["agw", "identities"] = "agw",
         rank: int = 0,
         world_size: int = 1,
+        with_replacement: bool = True,
     ) -> None:
         self.vis_pos = _positions(vis_pids)
         self.ir_pos = _positions(ir_pids)
@@ -78,6 +82,7 @@ class IdentitySampler:
         self.epoch_mode = epoch_mode
         self.rank = rank
         self.world_size = world_size
+        self.with_replacement = with_replacement
         self.num_images = max(len(vis_pids), len(ir_pids))
         self.epoch = 0
 
@@ -102,8 +107,8 @@ class IdentitySampler:
         return order[: n_batches * self.num_ids].reshape(n_batches, self.num_ids)
 
     def _draw_images(self, rng: np.random.Generator, positions: np.ndarray) -> np.ndarray:
-        """K indices of one id in one modality: without replacement when the id has enough images."""
-        replace = len(positions) < self.num_instances
+        """K indices of one id in one modality (see ``with_replacement``)."""
+        replace = self.with_replacement or len(positions) < self.num_instances
         return rng.choice(positions, self.num_instances, replace=replace)
 
     def all_batches(self) -> list[PairedBatch]:

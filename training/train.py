@@ -2,7 +2,8 @@
 
 Multi-GPU: ``torchrun --nproc_per_node=4 -m training.train configs/sysu.yaml`` (DDP; P x K per GPU). The run
 directory ``run.out_dir/experiment`` receives ``config.yaml`` (the resolved config), ``checkpoint.pt`` (last
-epoch), ``checkpoints/epoch_NNN.pt`` and ``tb/`` (TensorBoard: losses, lr, evaluation metrics).
+epoch), ``checkpoints/epoch_NNN.pt``, ``tb/`` (TensorBoard: losses, lr, evaluation metrics) and ``metrics.csv``
+(the same per epoch, ``training.history``). On a terminal, a progress bar per epoch shows the running losses.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import argparse
 import logging
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,11 @@ from training.checkpoint import (
 from training.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from training.data.base import DatasetLayoutError, VIReIDDataset
 from training.data.datasets import build_dataset
-from training.distributed import DistInfo, barrier, cleanup, init_distributed, mean_over_ranks
+from training.distributed import DistInfo, cleanup, init_distributed, mean_over_ranks, wait_for_main
 from training.engine import build_optimizer, tensorboard_scalars, train_one_epoch
 from training.eval_loop import evaluate_splits, format_metrics
 from training.features import Progress
+from training.history import METRICS_CSV, EpochCSV
 from training.samplers import IdentitySampler, PairedBatchDataset
 from training.schedule import build_scheduler
 from training.transforms import build_train_transform
@@ -58,6 +61,7 @@ RESUMABLE_CHANGES = (
     "data.workers",
     "data.eval_batch_size",
     "data.root",
+    "run.eval_wait_minutes",
 )
 
 
@@ -161,6 +165,7 @@ def build_run(cfg: ExperimentConfig, info: DistInfo, pretrained: bool) -> Traini
         cfg.sampler.epoch,
         info.rank,
         info.world_size,
+        cfg.sampler.with_replacement,
     )
     return TrainingRun(
         cfg=cfg,
@@ -210,6 +215,13 @@ def train_epoch(
         generator=torch.Generator().manual_seed(epoch),
     )
     batches: Iterable[Any] = progress(loader, f"epoch {epoch + 1}/{cfg.schedule.epochs}") if progress else loader
+    on_step = None
+    if isinstance(batches, tqdm):  # the bar shows the running mean of each loss term
+        bar = batches
+
+        def on_step(running: dict[str, float]) -> None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+
     lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(run.optimizer.param_groups)}
     losses = train_one_epoch(
         model,
@@ -221,6 +233,7 @@ def train_epoch(
         cfg.run.amp,
         cfg.run.max_iters,
         cfg.run.log_every,
+        on_step,
     )
     losses = mean_over_ranks(losses, info)
     run.scheduler.step()
@@ -290,19 +303,36 @@ def fit(cfg: ExperimentConfig, info: DistInfo, resume: bool = False, progress: P
     if info.enabled:
         model = DistributedDataParallel(run.net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     writer = open_run_dir(cfg) if info.is_main else None
+    history = EpochCSV(cfg.run_dir / METRICS_CSV, keep_through=start_epoch)
     for epoch in range(start_epoch, cfg.schedule.epochs):
         lrs, losses = train_epoch(run, model, epoch, info, progress)
         done = epoch + 1
         if writer is not None:  # the main rank logs, evaluates and checkpoints
             log_epoch(writer, done, cfg.schedule.epochs, lrs, losses)
-            if _evaluation_due(cfg, done):
-                evaluate_and_log(run, info, writer, done, progress)
+            # checkpoint first: an evaluation that fails must not lose the epoch
             save_checkpoint(cfg.run_dir, run.state(), cfg, done, cfg.run.keep_epoch_checkpoints)
+            history.record(done, {**tensorboard_scalars("loss", losses), **tensorboard_scalars("lr", lrs)})
+            if _evaluation_due(cfg, done):
+                with torch.random.fork_rng(devices=[]):  # the checkpoint's RNG state stays the training stream's
+                    results = evaluate_and_log(run, info, writer, done, progress)
+                history.record(done, tensorboard_scalars("eval", results))
             writer.flush()
-        barrier(info)
+        wait_for_main(info)
     if writer is not None:
         writer.close()
     return last
+
+
+def cli_progress(info: DistInfo) -> Progress | None:
+    """tqdm progress bars on rank 0 when stderr is a terminal; none when it is a file or a pipe (CI logs), where
+    the per-epoch log lines and ``metrics.csv`` report the same numbers without a line per refresh."""
+    if not (info.is_main and sys.stderr.isatty()):
+        return None
+
+    def progress(it: Iterable[Any], desc: str) -> Iterable[Any]:
+        return tqdm(it, desc=desc, leave=False, dynamic_ncols=True)
+
+    return progress
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -323,16 +353,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2
-    info = init_distributed(cfg.run.device)
-    try:
+
+    def train(info: DistInfo) -> None:
         seed_everything(cfg.run.seed)
-        progress: Progress | None = None
-        if info.is_main and sys.stderr.isatty():
+        fit(cfg, info, resume=args.resume, progress=cli_progress(info))
 
-            def progress(it: Iterable[Any], desc: str) -> Iterable[Any]:
-                return tqdm(it, desc=desc, leave=False)
+    return run_distributed(cfg, train)
 
-        fit(cfg, info, resume=args.resume, progress=progress)
+
+def run_distributed(cfg: ExperimentConfig, work: Callable[[DistInfo], None]) -> int:
+    """Join DDP if launched by torchrun, run ``work``, leave; exit status 2 with one error line on a user error."""
+    info = init_distributed(cfg.run.device, timedelta(minutes=cfg.run.eval_wait_minutes))
+    try:
+        work(info)
     except USER_ERRORS as exc:
         logger.error("%s", exc)
         return 2

@@ -8,7 +8,9 @@ same steps the service runs before its ONNX graph (which normalises inside).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,54 @@ def build_train_transform(net: NetConfig, aug: AugmentConfig) -> Callable[[Image
         steps.append(v2.RandomGrayscale(p=aug.grayscale_p))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(net.mean), list(net.std))]
     if aug.erasing_p > 0:
-        steps.append(v2.RandomErasing(p=aug.erasing_p, value=0))
+        steps.append(RandomErasing(aug.erasing_p, aug.erasing_area, aug.erasing_ratio))
     return v2.Compose(steps)
+
+
+@dataclass(frozen=True)
+class RandomErasing:
+    """Random erasing (Zhong et al., AAAI 2020) as the public VI-ReID code runs it (AGW/CAJ, MMN ``RandomErasing``).
+
+    With probability ``p``: up to ``attempts`` times draw an area fraction uniformly in ``area`` and an aspect ratio
+    h/w uniformly in ``ratio``; the first box ``h = round(sqrt(A * r))``, ``w = round(sqrt(A / r))`` strictly
+    smaller than the image is placed uniformly (inclusive bounds) and filled with ``value`` (0: the mean colour, on
+    a normalised tensor). torchvision's ``RandomErasing`` differs: area at most 0.33 and a log-uniform ratio.
+    Randomness comes from the global torch RNG (seeded per image by ``PairedBatchDataset``).
+    """
+
+    p: float = 0.5
+    area: tuple[float, float] = (0.02, 0.4)
+    ratio: tuple[float, float] = (0.3, 1 / 0.3)
+    value: float = 0.0
+    attempts: int = 100
+
+    @staticmethod
+    def _uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand(()))
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """``(top, left, h, w)`` of one erasing draw on a ``height x width`` image, None when nothing is erased."""
+        if float(torch.rand(())) > self.p:
+            return None
+        for _ in range(self.attempts):
+            target = self._uniform(*self.area) * height * width
+            aspect = self._uniform(*self.ratio)
+            h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if h < height and w < width:
+                top = int(torch.randint(0, height - h + 1, ()))
+                left = int(torch.randint(0, width - w + 1, ()))
+                return top, left, h, w
+        return None
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        """Erase one box of a ``(C, H, W)`` tensor (a copy; the input is not modified)."""
+        box = self.box(int(img.shape[-2]), int(img.shape[-1]))
+        if box is None:
+            return img
+        top, left, h, w = box
+        out = img.clone()
+        out[..., top : top + h, left : left + w] = self.value
+        return out
 
 
 def eval_input(path: str | Path, net: NetConfig) -> np.ndarray:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from tests.service.support import free_port
 from tests.training.conftest import write_sysu_tree
 from tests.training.test_train import TINY
 from training.checkpoint import load_checkpoint
-from training.distributed import init_distributed, mean_over_ranks, resolve_device
+from training.distributed import init_distributed, mean_over_ranks, resolve_device, wait_for_main
 from training.train import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +70,36 @@ def test_torchrun_world_size_one_matches_single_process(tmp_path: Path) -> None:
     assert ddp.keys() == single.keys()
     for key, value in single.items():
         torch.testing.assert_close(ddp[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def _wait_worker(rank: int, port: int, out: Path) -> None:
+    """Rank 0 'evaluates' (sleeps) while rank 1 waits: first within a long wait timeout, then past a short one."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    long_wait = init_distributed("cpu", timedelta(seconds=60))
+    short_wait = init_distributed("cpu", timedelta(seconds=1))  # joined already: only a second wait group
+    outcomes = []
+    for info, evaluation_s in ((long_wait, 3.0), (short_wait, 4.0)):
+        if rank == 0:
+            time.sleep(evaluation_s)
+        try:
+            wait_for_main(info)
+            outcomes.append("ok")
+        except RuntimeError:
+            outcomes.append("timeout")
+    (out / f"rank{rank}.txt").write_text(" ".join(outcomes))
+
+
+@pytest.mark.slow
+def test_other_ranks_wait_for_a_long_evaluation_up_to_the_wait_timeout(tmp_path: Path) -> None:
+    """Two gloo ranks: a 3 s 'evaluation' on rank 0 is waited for within a 60 s wait timeout, and a 4 s one past
+    a 1 s timeout fails on rank 1 instead of hanging: the wait follows ``run.eval_wait_minutes``."""
+    ctx = multiprocessing.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_wait_worker, args=(rank, port, tmp_path)) for rank in (0, 1)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    assert (tmp_path / "rank0.txt").read_text().split()[0] == "ok"
+    assert (tmp_path / "rank1.txt").read_text().split() == ["ok", "timeout"]

@@ -30,7 +30,7 @@ def _sampler(**kw: object) -> IdentitySampler:
 
 @pytest.mark.parametrize("mode", ["agw", "identities"])
 def test_rows_are_aligned_and_each_id_has_k_per_modality(mode: str) -> None:
-    sampler = _sampler(epoch_mode=mode)
+    sampler = _sampler(epoch_mode=mode, with_replacement=False)
     vis, ir = np.asarray(VIS_PIDS), np.asarray(IR_PIDS)
     for batch in sampler.batches():
         np.testing.assert_array_equal(vis[batch.vis], batch.pids)
@@ -46,6 +46,24 @@ def test_rows_are_aligned_and_each_id_has_k_per_modality(mode: str) -> None:
                 assert len(set(batch.vis[rows])) == 4
             if (ir == pid).sum() >= 4:
                 assert len(set(batch.ir[rows])) == 4
+
+
+def test_images_are_drawn_with_replacement_as_in_agw() -> None:
+    """AGW draws an id's K images with ``np.random.choice(pos, K)`` (replace=True): for an id with n >= K images
+    the K draws are all distinct with probability n!/((n-K)! n^K); the sampler's rate matches it."""
+    sampler = _sampler(num_instances=4, num_ids=3)
+    vis = np.asarray(VIS_PIDS)
+    distinct: dict[int, list[bool]] = {}
+    for epoch in range(60):
+        sampler.set_epoch(epoch)
+        for batch in sampler.batches():
+            for pid in np.unique(batch.pids):
+                distinct.setdefault(int(pid), []).append(len(set(batch.vis[batch.pids == pid])) == 4)
+    for pid, flags in distinct.items():
+        n = int((vis == pid).sum())
+        expected = float(np.prod([(n - j) / n for j in range(4)]))
+        assert abs(np.mean(flags) - expected) < 4 * np.sqrt(expected * (1 - expected) / len(flags)) + 0.02, pid
+    assert sum(not f for flags in distinct.values() for f in flags) > 100  # repeats happen for ids with >= K
 
 
 def test_epoch_length_and_identity_coverage() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import PIL
 import pytest
 import torch
 import yaml
+from tqdm import tqdm
 
 from tests.conftest import TRAINING_TIMEOUT
 from tests.training.conftest import write_sysu_tree
 from training.checkpoint import PretrainedWeightsNotFoundError, load_checkpoint
-from training.config import load_config
+from training.config import config_from_dict, load_config
 from training.data.base import DatasetLayoutError
 from training.distributed import DistInfo
 from training.train import ResumeMismatchError, RunExistsError, fit, main
@@ -55,6 +62,8 @@ def test_resume_equals_an_uninterrupted_run(setup: tuple[Path, Path]) -> None:
     assert main([str(config), "experiment=split", "--resume"]) == 0
     full = load_checkpoint(work / "full" / "checkpoint.pt")
     split = load_checkpoint(work / "split" / "checkpoint.pt")
+    with (work / "split" / "metrics.csv").open(newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]  # the resumed run kept epoch 1's row
     assert full["epoch"] == split["epoch"] == 2
     assert full["model"].keys() == split["model"].keys()
     for key, value in full["model"].items():
@@ -84,6 +93,50 @@ def test_run_directory_holds_config_checkpoints_and_tensorboard(setup: tuple[Pat
     assert {"train/loss/total", "train/loss/dcl", "train/lr/new", "eval/sysu/all/mAP", "eval/sysu/indoor/R1"} <= tags
     lr = [e.value for e in events.Scalars("train/lr/new")]
     assert lr == pytest.approx([0.1, 0.01])  # warm-up of one epoch, then the milestone at epoch 1
+    # metrics.csv: the same numbers per epoch; evaluation columns filled on the evaluated epoch only
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss/total", "loss/id", "loss/triplet", "loss/dcl", "lr/new", "lr/backbone", "eval/sysu/all/mAP"} <= set(
+        rows[0]
+    )
+    assert [float(r["lr/new"]) for r in rows] == pytest.approx(lr)
+    total = [e.value for e in events.Scalars("train/loss/total")]
+    assert [float(r["loss/total"]) for r in rows] == pytest.approx(total)
+    assert rows[0]["eval/sysu/all/mAP"] == ""
+    assert float(rows[1]["eval/sysu/all/mAP"]) == pytest.approx(events.Scalars("eval/sysu/all/mAP")[0].value)
+
+
+def test_progress_bar_shows_the_running_losses(setup: tuple[Path, Path]) -> None:
+    config, _ = setup
+    cfg = load_config(config, ["experiment=bar", "schedule.epochs=1"])
+    screen = io.StringIO()
+
+    def progress(it: Iterable[Any], desc: str) -> Iterable[Any]:
+        return tqdm(it, desc=desc, file=screen, mininterval=0)
+
+    fit(cfg, CPU, progress=progress)
+    shown = screen.getvalue()
+    assert "epoch 1/1" in shown and re.search(r"total=\d+\.\d{3}", shown) and "dcl=" in shown, shown
+    with (cfg.run_dir / "metrics.csv").open(newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+
+
+def test_the_checkpoint_is_saved_before_the_evaluation_that_fails(tmp_path: Path) -> None:
+    """A corrupt test image breaks the evaluation after epoch 1; the epoch's checkpoint is already on disk."""
+    tree = write_sysu_tree(tmp_path / "sysu")
+    tree.files[(3, 5)][0].write_bytes(b"not an image")  # an infrared query of test id 5: training never reads it
+    raw = {
+        **TINY,
+        "data": {**TINY["data"], "root": str(tree.root)},
+        "run": {**TINY["run"], "out_dir": str(tmp_path), "eval_every": 1},
+    }
+    cfg = config_from_dict({**raw, "experiment": "evalfails"})
+    with pytest.raises(PIL.UnidentifiedImageError):
+        fit(cfg, CPU)
+    ckpt = load_checkpoint(tmp_path / "evalfails" / "checkpoint.pt")
+    assert ckpt["epoch"] == 1
+    assert (tmp_path / "evalfails" / "checkpoints" / "epoch_001.pt").is_file()
 
 
 def test_existing_run_needs_resume(setup: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
