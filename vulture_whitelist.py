@@ -46,3 +46,7 @@ _.search_by_embedding
 # parity tests compare list for list (tests/training/test_sysu.py).
 _.process_query_sysu
 _.process_gallery_sysu
+
+# Response fields of /readyz's same-person status (service.schemas.SamePersonStatus): set by keyword, read by clients.
+_.positive_pairs
+_.negative_pairs

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         description="most pixels (width x height, from the headers) the images of one request may sum to; 413 past it",
     )
 
+    same_person_far: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="false-accept rate behind each cross-modal match's `same_person` (calibrated models only)",
+    )
+
     @model_validator(mode="after")
     def _check_queue(self) -> Self:
         """Refuse a queue limit that a request of allowed size could never pass."""

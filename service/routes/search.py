@@ -21,6 +21,7 @@ from service.images import read_uploads
 from service.media_routes import MediaTypeRoute
 from service.metrics import Metrics
 from service.runtime import ModelIdentity
+from service.same_person import judged
 from service.schemas import EMBEDDING_QUERY_EXAMPLE, EmbeddingQuery, MatchOut, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"], route_class=MediaTypeRoute)
@@ -101,13 +102,14 @@ async def ranked(
     """Search the gallery for ``vector`` (float32 ``(1, D)``) as ``query`` asks; the response body."""
     with metrics.time("search"):
         results = await run_in_threadpool(gallery.search, vector, query.top_k, query.where)
-    return SearchResponse(
+    response = SearchResponse(
         query_modality=query.modality,
         target_modality=query.where.modality,
         model_version=model.model_version,
         top_k=query.top_k,
         matches=[MatchOut.of(m) for m in results[0]],
     )
+    return judged(response, model.same_person)
 
 
 @router.post("/search", **_OPERATION, form_limits={"max_files": 1, "max_fields": 0})
