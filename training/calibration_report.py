@@ -3,7 +3,7 @@
 Usage::
 
     python -m training.calibration_report --checkpoint runs/tiny/checkpoint.pt --model-dir models \\
-        --out docs/img/calibration_reliability.png [--data ROOT] [--far 0.01] [--bins 10]
+        --out reliability.png [--data ROOT] [--far 0.01] [--bins 10]
 
 Every infrared image of the test identities is scored against every visible one with the checkpoint's embedding
 (the function the model directory's encoders compute); the calibration stored in the model directory's card (fitted
