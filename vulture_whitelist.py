@@ -51,3 +51,6 @@ _.process_query_sysu
 _.process_gallery_sysu
 
 _._ordered_ranges  # training/config.py: AugmentConfig (pydantic validator)
+# Response fields of /readyz's same-person status (service.schemas.SamePersonStatus): set by keyword, read by clients.
+_.positive_pairs
+_.negative_pairs

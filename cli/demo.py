@@ -41,6 +41,10 @@ TINY_CONFIG = Path("configs") / "tiny.yaml"
 READY_TIMEOUT_S = 180.0
 API_KEY_ENV = "VIREID_API_KEY"  # read by the service's settings too
 STEPS = ("synth", "train", "export", "service", "gallery")  # in the order they run
+# Marker contents of the synth and export steps: a work directory made before the data held calibration ids
+# (exp/calib_id.txt) and the encoders a same-person calibration is set up again.
+SYNTH_KEY = "default+calib-ids"
+EXPORT_KEY_SUFFIX = "score-calibration"
 
 
 class DemoError(RuntimeError):
@@ -195,12 +199,12 @@ class Steps:
 
     def synth(self) -> None:
         """Write the synthetic SYSU-MM01-layout data set."""
-        if self._done("synth", "default", self.data):
+        if self._done("synth", SYNTH_KEY, self.data):
             return
         shutil.rmtree(self.data, ignore_errors=True)  # an interrupted earlier attempt
         self._announce("synth", f"synthetic SYSU-MM01-layout data set -> {self.data}")
         self._run("synth", [self.options.python, "-m", "training.synth", "--out", str(self.data)])
-        self._finish("synth", "default")
+        self._finish("synth", SYNTH_KEY)
 
     def train(self, config: Path) -> Path:
         """Train the config on the synthetic data (continuing an interrupted run); returns the checkpoint.
@@ -245,16 +249,22 @@ class Steps:
         """
         encoders = [self.models / encoder_filename(m) for m in Modality]
         key = file_sha256(checkpoint)
-        if self._done("export", key, *encoders):
+        if self._done("export", f"{key} {EXPORT_KEY_SUFFIX}", *encoders):
             return key
         self._announce("export", f"ONNX encoders, parity-checked against PyTorch -> {self.models}")
-        self._run(
-            "export",
-            [self.options.python, "-m", "training.export", "--checkpoint", str(checkpoint), "--out", str(self.models)],
-        )
+        command = [
+            self.options.python,
+            "-m",
+            "training.export",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(self.models),
+        ]
+        self._run("export", [*command, "--score-calibration", str(self.data)])
         shutil.rmtree(self.gallery, ignore_errors=True)
         self._marker("gallery").unlink(missing_ok=True)
-        self._finish("export", key)
+        self._finish("export", f"{key} {EXPORT_KEY_SUFFIX}")
         return key
 
     def start_service(self, url: str, model_key: str) -> tuple[subprocess.Popen[bytes], Path]:

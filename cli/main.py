@@ -195,16 +195,30 @@ def format_matches(result: dict[str, Any]) -> str:
     if result.get("query_images", 1) > 1 or result.get("reranked"):
         how = " (k-reciprocal re-ranked; score is the similarity)" if result.get("reranked") else ""
         lines[0] += f": {result.get('query_images', 1)} query images fused{how}"
-    lines.append(f"{'rank':>4}  {'score':>7}  {'id':>8}  {'label':<12} {'camera':<10} source")
+    calibrated = any(m.get("p_same") is not None for m in result["matches"])
+    lines.append(
+        f"{'rank':>4}  {'score':>7}  "
+        + (f"{'p_same':>6}  {'same':<4}  " if calibrated else "")
+        + f"{'id':>8}  {'label':<12} {'camera':<10} source"
+    )
     for rank, match in enumerate(result["matches"], start=1):
         meta = match["metadata"]
         lines.append(
-            f"{rank:>4}  {match['score']:>7.4f}  {match['id']:>8}  {meta.get('label') or '-':<12} "
+            f"{rank:>4}  {match['score']:>7.4f}  "
+            + (_same_person_cells(match) if calibrated else "")
+            + f"{match['id']:>8}  {meta.get('label') or '-':<12} "
             f"{meta.get('camera') or '-':<10} {meta.get('source') or '-'}"
         )
     if not result["matches"]:
         lines.append("   (no matches: is the gallery empty for that modality?)")
     return "\n".join(lines)
+
+
+def _same_person_cells(match: dict[str, Any]) -> str:
+    """The ``p_same`` and ``same`` cells of a match row (``-`` where the service left them null)."""
+    p_same, same = match.get("p_same"), match.get("same_person")
+    verdict = "-" if same is None else ("yes" if same else "no")
+    return (f"{p_same:>6.3f}" if p_same is not None else f"{'-':>6}") + f"  {verdict:<4}  "
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
+from common.calibration import CalibrationError, ScoreCalibration
 from common.modality import Modality
 
 METADATA_PREFIX = "vireid."
 ONNX_INPUT_NAME = "images"
 ONNX_OUTPUT_NAME = "embeddings"
+OPTIONAL_FIELDS = ("calibration",)  # absent from the metadata when None (cards written before they existed)
 
 
 def encoder_filename(modality: Modality) -> str:
@@ -39,10 +41,18 @@ class ModelCard:
     model_version: str
     experiment: str
     git_sha: str
+    calibration: ScoreCalibration | None = None  # cross-modal score -> P(same person), common.calibration
 
     def to_metadata(self) -> dict[str, str]:
-        """Serialise to ``{"vireid.<field>": json}`` for ``onnx.helper.set_model_props``."""
-        return {METADATA_PREFIX + key: json.dumps(value) for key, value in asdict(self).items()}
+        """Serialise to ``{"vireid.<field>": json}`` for ``onnx.helper.set_model_props`` (None optionals omitted)."""
+        metadata = {
+            METADATA_PREFIX + key: json.dumps(value)
+            for key, value in asdict(self).items()
+            if key not in OPTIONAL_FIELDS
+        }
+        if self.calibration is not None:
+            metadata[METADATA_PREFIX + "calibration"] = self.calibration.to_json()
+        return metadata
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> ModelCard:
@@ -50,8 +60,9 @@ class ModelCard:
 
         Raises:
             MissingMetadataError: some keys are absent (all of them are named).
+            CalibrationError: ``vireid.calibration`` is present but malformed.
         """
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.name not in OPTIONAL_FIELDS]
         missing = [METADATA_PREFIX + n for n in names if METADATA_PREFIX + n not in metadata]
         if missing:
             raise MissingMetadataError(
@@ -68,7 +79,22 @@ class ModelCard:
             model_version=str(raw["model_version"]),
             experiment=str(raw["experiment"]),
             git_sha=str(raw["git_sha"]),
+            calibration=_calibration(metadata.get(METADATA_PREFIX + "calibration")),
         )
+
+
+def _calibration(value: str | None) -> ScoreCalibration | None:
+    if value is None:
+        return None
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"vireid.calibration is not JSON: {exc}") from exc
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise CalibrationError(f"vireid.calibration must be a JSON object, got {type(raw).__name__}")
+    return ScoreCalibration.from_dict(raw)
 
 
 def _triple(value: object) -> tuple[float, float, float]:

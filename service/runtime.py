@@ -17,6 +17,7 @@ from index.milvus.config import MilvusConfig
 from service.embedder import Embedder, start_embedder
 from service.encoder import OnnxEncoder, load_encoders
 from service.metrics import Metrics, refresh_gallery_gauge
+from service.same_person import SamePerson
 from service.settings import Settings
 from service.tensorrt import TensorrtOptions
 
@@ -29,6 +30,7 @@ class ModelIdentity:
 
     model_version: str
     embedding_dim: int
+    same_person: SamePerson | None = None  # the card's score calibration at VIREID_SAME_PERSON_FAR
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         encoders=encoders,
         embedder=await start_embedder(encoders, settings, metrics),
         gallery=gallery,
-        model=ModelIdentity(model_version=card.model_version, embedding_dim=card.embedding_dim),
+        model=ModelIdentity(
+            model_version=card.model_version,
+            embedding_dim=card.embedding_dim,
+            same_person=SamePerson.from_cards({m: e.card for m, e in encoders.items()}, settings.same_person_far),
+        ),
     )
     counts = await refresh_gallery_gauge(metrics, gallery)
     logger.info(

@@ -137,6 +137,13 @@ class MatchOut(BaseModel):
         default=None,
         description="k-reciprocal distance the match was ranked by (smaller = closer); null without rerank=true",
     )
+    p_same: float | None = Field(
+        default=None,
+        description="probability that the match shows the query's person (cross-modal matches of a calibrated model)",
+    )
+    same_person: bool | None = Field(
+        default=None, description="score at or above the threshold of VIREID_SAME_PERSON_FAR (null when p_same is)"
+    )
 
     @classmethod
     def of(cls, match: Match) -> MatchOut:
@@ -175,6 +182,17 @@ class SearchResponse(BaseModel):
     )
 
 
+class SamePersonStatus(BaseModel):
+    """Whether the model card carries a same-person calibration, and the threshold the configured FAR gives."""
+
+    calibrated: bool
+    far: float = Field(description="VIREID_SAME_PERSON_FAR: false-accept rate on the calibration's negative pairs")
+    threshold: float | None = Field(default=None, description="smallest score judged the same person")
+    identities: int | None = Field(default=None, description="held-out identities the calibration was fitted on")
+    positive_pairs: int | None = None
+    negative_pairs: int | None = None
+
+
 class ReadyResponse(BaseModel):
     """Readiness: models and gallery loaded, with the execution providers actually in use."""
 
@@ -191,6 +209,14 @@ class ReadyResponse(BaseModel):
                     },
                     "gallery": {"vis": 120, "ir": 0},
                     "batching": True,
+                    "same_person": {
+                        "calibrated": True,
+                        "far": 0.01,
+                        "threshold": 0.61,
+                        "identities": 40,
+                        "positive_pairs": 3000,
+                        "negative_pairs": 117000,
+                    },
                 }
             ]
         }
@@ -202,6 +228,7 @@ class ReadyResponse(BaseModel):
     providers: dict[Modality, list[str]]
     gallery: dict[Modality, int]
     batching: bool
+    same_person: SamePersonStatus
 
 
 _ERROR_DESCRIPTIONS = {

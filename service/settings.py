@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         description="k-reciprocal re-ranking: the query's best matches re-ranked (with their k1 neighbours each)",
     )
 
+    same_person_far: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="false-accept rate behind each cross-modal match's `same_person` (calibrated models only)",
+    )
+
     @model_validator(mode="after")
     def _check_queue(self) -> Self:
         """Refuse a queue limit that a request of allowed size could never pass."""

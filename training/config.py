@@ -30,6 +30,10 @@ class DataConfig(Frozen):
     num_trials: int = Field(default=10, ge=1, description="random galleries of SYSU-MM01 / LLCM evaluation")
     workers: int = Field(default=4, ge=0)
     eval_batch_size: int = Field(default=64, ge=1)
+    hold_out_val: bool = Field(
+        default=False,
+        description="SYSU-MM01: train on the train ids only, keeping the val ids for score calibration (export)",
+    )
 
 
 class SamplerConfig(Frozen):

@@ -22,6 +22,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from common.calibration import ScoreCalibration
 from common.fsio import atomic_write
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard, encoder_filename
@@ -76,8 +77,15 @@ def code_version() -> str:
         return pkg
 
 
-def build_card(net: VIReIDNet, modality: Modality, model_version: str, experiment: str, git_sha: str) -> ModelCard:
-    """The ModelCard describing the graph exported for ``modality``."""
+def build_card(
+    net: VIReIDNet,
+    modality: Modality,
+    model_version: str,
+    experiment: str,
+    git_sha: str,
+    calibration: ScoreCalibration | None = None,
+) -> ModelCard:
+    """The ModelCard describing the graph exported for ``modality`` (with the same-person calibration, if any)."""
     cfg = net.cfg
     return ModelCard(
         input_height=cfg.input_height,
@@ -89,6 +97,7 @@ def build_card(net: VIReIDNet, modality: Modality, model_version: str, experimen
         model_version=model_version,
         experiment=experiment,
         git_sha=git_sha,
+        calibration=calibration,
     )
 
 
@@ -102,6 +111,7 @@ def export_encoders(
     opset: int = DEFAULT_OPSET,
     atol: float = 1e-4,
     flip: bool | None = None,
+    calibration: ScoreCalibration | None = None,
 ) -> dict[Modality, Path]:
     """Export one verified ONNX encoder per modality into ``out_dir``; returns their paths.
 
@@ -113,7 +123,7 @@ def export_encoders(
     sha = git_sha if git_sha is not None else code_version()
     paths: dict[Modality, Path] = {}
     for modality in Modality:
-        card = build_card(net, modality, model_version, experiment, sha)
+        card = build_card(net, modality, model_version, experiment, sha, calibration)
         path = out_dir / encoder_filename(modality)
         _export_one(EncoderGraph(net, modality, flip).eval(), card, path, opset, atol)
         paths[modality] = path
@@ -200,12 +210,24 @@ def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1
 
 
 def export_checkpoint(
-    checkpoint: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4, flip: bool | None = None
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    flip: bool | None = None,
+    score_calibration: Path | None = None,
 ) -> dict[Modality, Path]:
-    """Load a training checkpoint and export both encoders, versioned by the checkpoint's hash."""
+    """Load a training checkpoint and export both encoders, versioned by the checkpoint's hash.
+
+    With ``score_calibration`` (a SYSU-MM01-layout root), the cards carry the same-person calibration fitted on its
+    held-out identities (``training.calibration``).
+    """
+    from training.calibration import fit_score_calibration
     from training.checkpoint import checkpoint_hash, load_model
 
     net, cfg = load_model(checkpoint)
+    calibration = fit_score_calibration(net, cfg.data, score_calibration, flip=flip) if score_calibration else None
     return export_encoders(
         net,
         out_dir,
@@ -214,6 +236,7 @@ def export_checkpoint(
         opset=opset,
         atol=atol,
         flip=flip,
+        calibration=calibration,
     )
 
 
@@ -226,6 +249,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     flip = parser.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="bake flip averaging in")
     flip.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
+    parser.add_argument(
+        "--score-calibration",
+        type=Path,
+        metavar="ROOT",
+        help="fit the same-person calibration on the held-out identities of this SYSU-MM01-layout set "
+        "(exp/calib_id.txt, or the val ids of a model trained with data.hold_out_val=true)",
+    )
     return parser.parse_args(argv)
 
 
@@ -235,7 +265,14 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     if not args.checkpoint.is_file():
         raise SystemExit(f"checkpoint not found: {args.checkpoint}")
-    paths = export_checkpoint(args.checkpoint, args.out, opset=args.opset, atol=args.atol, flip=args.flip)
+    paths = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        opset=args.opset,
+        atol=args.atol,
+        flip=args.flip,
+        score_calibration=args.score_calibration,
+    )
     for modality, path in paths.items():
         logger.info("%s: %s", modality.value, path)
 

@@ -1,6 +1,7 @@
 """A synthetic cross-modal person set written in the real SYSU-MM01 layout.
 
     python -m training.synth --out data/synth [--ids 360 --train-ids 320 --images-per-cam 2 --height 64 --width 32]
+        [--calib-ids 40]
 
 Each identity is a cartoon pedestrian whose *shape* (head size, shoulder width, torso and leg lengths, stance,
 sleeves, shorts, bag side) and *pattern* (solid, horizontal or vertical stripes, checks, chest band; side stripes
@@ -14,6 +15,10 @@ colours). Each camera has its own tint or gain, background and person scale; eac
 mirroring, gain, clutter and noise. Images depend only on (seed, pid, camera, index): the same seed gives
 byte-identical files.
 
+Besides the ``ids`` identities split into train, val and test, ``calib_ids`` more identities (pids ``ids + 1`` on)
+are rendered the same way and listed in ``exp/calib_id.txt``: identities neither trained on nor tested on, on which
+``python -m training.export --score-calibration`` fits the score-to-probability map (docs/method.md).
+
 The defaults (320 training identities, a +-0.03 infrared deviation, a +-10 % per-image gain) are what the tiny
 config learns to rank the right identity first for most infrared queries on unseen identities in a few CPU
 minutes (docs/results.md). On the same budget, 80 training identities reached rank-1 ~0.35 (too few identities to
@@ -25,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +64,7 @@ class SynthConfig:
     width: int = 32
     seed: int = 0
     missing_cam_prob: float = 0.1  # chance that visible camera 2, 4 or 5 never saw an identity
+    calib_ids: int = 40  # extra identities for score calibration, apart from train, val and test
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class SynthSummary:
     test_ids: list[int]
     num_visible: int
     num_infrared: int
+    calib_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,13 @@ def split_ids(config: SynthConfig) -> tuple[list[int], list[int], list[int]]:
     return train, val, sorted(int(i) for i in order[config.train_ids :])
 
 
+def calibration_ids(config: SynthConfig) -> list[int]:
+    """The extra identities rendered for score calibration: ``ids + 1 .. ids + calib_ids``."""
+    if config.calib_ids < 0:
+        raise ValueError(f"calib_ids must be >= 0 (got {config.calib_ids})")
+    return list(range(config.ids + 1, config.ids + config.calib_ids + 1))
+
+
 def _cameras_of(config: SynthConfig, pid: int) -> list[int]:
     """Cameras that saw ``pid``: the first visible camera (1) and the infrared ones always; the other visible cameras
     (2, 4, 5) each missing with ``missing_cam_prob``."""
@@ -285,9 +299,10 @@ def generate(out: str | Path, config: SynthConfig | None = None) -> SynthSummary
         logger.info("synthetic set with this config already at %s", root)
         return existing
     train, val, test = split_ids(config)
+    calib = calibration_ids(config)
     cameras = {cam: _camera(config.seed, cam) for cam in CAMERAS}
     counts = {True: 0, False: 0}
-    for pid in range(1, config.ids + 1):
+    for pid in [*range(1, config.ids + 1), *calib]:
         ident = _identity(config.seed, pid)
         for cam in _cameras_of(config, pid):
             folder = identity_folder(root, cam, pid)
@@ -298,11 +313,13 @@ def generate(out: str | Path, config: SynthConfig | None = None) -> SynthSummary
                 Image.fromarray(image).save(folder / f"{k + 1:04d}.jpg", quality=92)
                 counts[cameras[cam].infrared] += 1
     subsets: dict[Subset, list[int]] = {"train": train, "val": val, "test": test}
+    if calib:
+        subsets["calib"] = calib
     for subset, ids in subsets.items():
         path = id_file(root, subset)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_id_file(path, ids)
-    summary = SynthSummary(str(root), config, train, val, test, counts[False], counts[True])
+    summary = SynthSummary(str(root), config, train, val, test, counts[False], counts[True], calib)
     (root / _SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
     logger.info("wrote %d visible and %d infrared images to %s", counts[False], counts[True], root)
     return summary
@@ -331,11 +348,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=defaults.height)
     parser.add_argument("--width", type=int, default=defaults.width)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--calib-ids", type=int, default=defaults.calib_ids, help="extra ids for score calibration (exp/calib_id.txt)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = SynthConfig(args.ids, args.train_ids, args.images_per_cam, args.height, args.width, args.seed)
+    config = SynthConfig(
+        args.ids, args.train_ids, args.images_per_cam, args.height, args.width, args.seed, calib_ids=args.calib_ids
+    )
     summary = generate(args.out, config)
-    logger.info("ids: %d train, %d val, %d test", len(summary.train_ids), len(summary.val_ids), len(summary.test_ids))
+    logger.info(
+        "ids: %d train, %d val, %d test, %d calibration",
+        len(summary.train_ids),
+        len(summary.val_ids),
+        len(summary.test_ids),
+        len(summary.calib_ids),
+    )
 
 
 if __name__ == "__main__":

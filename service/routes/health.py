@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import EncodersDep, GalleryDep, GalleryIfLoadedDep, MetricsDep, ModelDep, SettingsDep
 from service.metrics import refresh_gallery_gauge
+from service.same_person import status as same_person_status
 from service.schemas import ReadyResponse, error_responses
 
 router = APIRouter(tags=["health"])
@@ -33,6 +34,7 @@ async def readyz(gallery: GalleryDep, encoders: EncodersDep, model: ModelDep, se
         providers={m: list(e.providers) for m, e in encoders.items()},
         gallery=counts,
         batching=settings.batching,
+        same_person=same_person_status(model.same_person, settings.same_person_far),
     )
 
 

@@ -24,6 +24,7 @@ from service.images import read_uploads
 from service.media_routes import MediaTypeRoute
 from service.metrics import Metrics
 from service.runtime import ModelIdentity
+from service.same_person import judged
 from service.schemas import EMBEDDING_QUERY_EXAMPLE, EmbeddingQuery, MatchOut, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"], route_class=MediaTypeRoute)
@@ -132,7 +133,7 @@ async def ranked(
     """Search the gallery for ``vector`` (float32 ``(1, D)``) as ``query`` asks; the response body."""
     with metrics.time("search"):
         matches = await matches_for(query, vector, gallery)
-    return SearchResponse(
+    response = SearchResponse(
         query_modality=query.modality,
         target_modality=query.where.modality,
         model_version=model.model_version,
@@ -141,6 +142,7 @@ async def ranked(
         query_images=query_images,
         reranked=query.rerank is not None,
     )
+    return judged(response, model.same_person)
 
 
 @router.post("/search", **_OPERATION, form_limits={"max_fields": 0})

@@ -16,7 +16,7 @@ import pytest
 from cli.demo import STEPS, DemoError, DemoOptions, Steps, demo_client, identity_crops, resolve_config
 from cli.main import main
 from tests.service.conftest import TinyModels
-from tests.service.support import files, free_port, image_bytes
+from tests.service.support import files, free_port, image_bytes, read_card
 from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 
 FAST = ["--set", "schedule.epochs=1", "--set", "run.max_iters=2", "--set", "run.eval_every=0"]
@@ -116,6 +116,8 @@ def test_demo_sets_everything_up_then_reuses_it(tmp_path: Path, capsys: pytest.C
     assert len(visible) > 50
     assert f"gallery: {len(visible)} visible, 0 infrared crops" in out
     assert sorted(p.name for p in (workdir / "models").iterdir()) == ["encoder_ir.onnx", "encoder_vis.onnx"]
+    calibration = read_card(workdir / "models" / "encoder_vis.onnx").calibration  # the demo's service judges matches
+    assert calibration is not None and calibration.identities == 40
 
     check = re.search(r"self-check: (\d+)/(\d+) infrared queries", out)
     assert check and int(check.group(2)) == 4

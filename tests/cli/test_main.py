@@ -328,3 +328,28 @@ def test_second_serve_on_the_same_data_dir_exits_naming_the_first(
     assert f"is in use by process {server.process.pid} " in second.stderr
     assert "shared backend" in second.stderr
     assert httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200  # the first keeps serving
+
+
+def test_search_table_shows_p_same_when_the_service_sends_it() -> None:
+    meta = {"label": "0042", "camera": "cam1", "source": "a.jpg"}
+    result = {
+        "query_modality": "ir",
+        "target_modality": None,
+        "model_version": "v1",
+        "matches": [
+            {"id": 7, "score": 0.81, "p_same": 0.934, "same_person": True, "metadata": meta},
+            {"id": 9, "score": 0.52, "p_same": 0.0412, "same_person": False, "metadata": meta},
+            {"id": 3, "score": 0.50, "p_same": None, "same_person": None, "metadata": meta},  # same modality
+        ],
+    }
+    lines = format_matches(result).splitlines()
+    assert lines[1].split() == ["rank", "score", "p_same", "same", "id", "label", "camera", "source"]
+    assert [line.split()[:5] for line in lines[2:]] == [
+        ["1", "0.8100", "0.934", "yes", "7"],
+        ["2", "0.5200", "0.041", "no", "9"],
+        ["3", "0.5000", "-", "-", "3"],
+    ]
+    for match in result["matches"]:
+        match["p_same"] = match["same_person"] = None  # an uncalibrated model: the table as before
+    assert format_matches(result).splitlines()[1].split() == ["rank", "score", "id", "label", "camera", "source"]
+    assert format_matches(result).splitlines()[2].split()[:3] == ["1", "0.8100", "7"]

@@ -10,10 +10,21 @@ import pytest
 from PIL import Image
 
 from tests.training.agw_reference import ref_process_gallery_sysu, ref_process_query_sysu
-from training.data.sysu import SYSUMM01, process_gallery_sysu, process_query_sysu
-from training.synth import LOWER, LOWER2, UPPER, UPPER2, SynthConfig, _identity, generate, infrared_response, main
+from training.data.sysu import SYSUMM01, calibration_ids, identity_samples, process_gallery_sysu, process_query_sysu
+from training.synth import (
+    LOWER,
+    LOWER2,
+    UPPER,
+    UPPER2,
+    SynthConfig,
+    _identity,
+    generate,
+    infrared_response,
+    main,
+    split_ids,
+)
 
-TINY = SynthConfig(ids=12, train_ids=6, images_per_cam=3, height=64, width=32, seed=1)
+TINY = SynthConfig(ids=12, train_ids=6, images_per_cam=3, height=64, width=32, seed=1, calib_ids=2)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +47,19 @@ def test_layout_is_read_by_the_sysu_readers(synth_root: Path) -> None:
         assert process_gallery_sysu(synth_root, mode, 4)[0] == ref_process_gallery_sysu(str(synth_root), mode, 4)[0]
     with Image.open(query[0][0]) as img:
         assert img.size == (32, 64) and img.mode == "RGB"
+
+
+def test_calibration_ids_are_extra_identities_apart_from_train_and_test(synth_root: Path) -> None:
+    summary = json.loads((synth_root / "synth.json").read_text())
+    assert summary["calib_ids"] == [13, 14] == calibration_ids(synth_root)
+    assert (synth_root / "exp" / "calib_id.txt").read_text() == "13,14\n"
+    visible, infrared = identity_samples(synth_root, summary["calib_ids"])
+    assert {s.pid for s in visible} == {s.pid for s in infrared} == {13, 14}
+    assert len(infrared) == 2 * 2 * 3 and all(s.camid in (3, 6) for s in infrared)
+    assert all(s.camid in (1, 2, 4, 5) for s in visible) and len(visible) >= 2 * 3
+    # Adding calibration ids leaves the train/val/test split as it was (images depend on seed, pid, camera only).
+    plain = split_ids(SynthConfig(**{**TINY.__dict__, "calib_ids": 0}))
+    assert (summary["train_ids"], summary["val_ids"], summary["test_ids"]) == plain
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -126,7 +150,13 @@ def test_generate_is_idempotent_and_refuses_foreign_folders(synth_root: Path, tm
 
 
 def test_cli_writes_the_set(tmp_path: Path) -> None:
-    main(["--out", str(tmp_path / "cli"), "--ids", "4", "--train-ids", "2", "--images-per-cam", "1"])
-    main(["--out", str(tmp_path / "cli"), "--ids", "4", "--train-ids", "2", "--images-per-cam", "1"])  # no-op
+    argv = ["--out", str(tmp_path / "cli"), "--ids", "4", "--train-ids", "2", "--images-per-cam", "1", "--calib-ids"]
+    main([*argv, "1"])
+    main([*argv, "1"])  # no-op
     assert (tmp_path / "cli" / "exp" / "test_id.txt").read_text().count(",") == 1
-    assert len(list((tmp_path / "cli" / "cam3").rglob("*.jpg"))) == 4
+    assert (tmp_path / "cli" / "exp" / "calib_id.txt").read_text() == "5\n"
+    assert len(list((tmp_path / "cli" / "cam3").rglob("*.jpg"))) == 5
+    main(
+        ["--out", str(tmp_path / "none"), "--ids", "4", "--train-ids", "2", "--images-per-cam", "1", "--calib-ids", "0"]
+    )
+    assert not (tmp_path / "none" / "exp" / "calib_id.txt").exists()

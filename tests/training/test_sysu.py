@@ -12,7 +12,13 @@ from common.modality import Modality
 from tests.training.agw_reference import ref_process_gallery_sysu, ref_process_query_sysu
 from tests.training.conftest import FakeSYSU
 from training.data.base import DatasetLayoutError
-from training.data.sysu import SYSUMM01, process_gallery_sysu, process_query_sysu
+from training.data.sysu import (
+    SYSUMM01,
+    calibration_ids,
+    identity_samples,
+    process_gallery_sysu,
+    process_query_sysu,
+)
 
 
 def _assert_same_lists(ours, ref) -> None:  # type: ignore[no-untyped-def]
@@ -97,3 +103,29 @@ def test_missing_layout_names_the_path(sysu_tree: FakeSYSU, tmp_path: Path) -> N
         process_query_sysu(sysu_tree.root)
     with pytest.raises(ValueError, match="unknown SYSU-MM01 mode"):
         process_gallery_sysu(sysu_tree.root, "outdoor")
+
+
+def test_hold_out_val_keeps_the_val_ids_for_calibration(sysu_tree: FakeSYSU) -> None:
+    data = SYSUMM01(sysu_tree.root, hold_out_val=True)
+    assert data.num_train_pids == 2  # ids 1, 2 (3 lacks infrared); val id 4 held out
+    assert {s.path.parent.name for s in data.train_visible} == {"0001", "0002"}
+    assert calibration_ids(sysu_tree.root, hold_out_val=True) == [4]
+    visible, infrared = identity_samples(sysu_tree.root, [4])
+    assert [s.path for s in visible] == [p for cam in (1, 2, 4, 5) for p in sysu_tree.files[(cam, 4)]]
+    assert [s.path for s in infrared] == [p for cam in (3, 6) for p in sysu_tree.files[(cam, 4)]]
+    assert {s.pid for s in visible + infrared} == {4}  # original pids, not relabelled
+
+
+def test_calibration_ids_come_from_a_held_out_list_that_overlaps_nothing(sysu_tree: FakeSYSU) -> None:
+    with pytest.raises(DatasetLayoutError, match=r"calib_id.txt not found.*data.hold_out_val=true"):
+        calibration_ids(sysu_tree.root)  # SYSU-MM01 trains on train + val and lists no calibration ids
+    calib = sysu_tree.root / "exp" / "calib_id.txt"
+    calib.write_text("11,12\n")
+    assert calibration_ids(sysu_tree.root) == [11, 12]
+    for overlapping, subset in (("12,4", "val"), ("2", "train"), ("11,9", "test")):
+        calib.write_text(overlapping + "\n")
+        with pytest.raises(DatasetLayoutError, match=f"overlap the {subset} ids"):
+            calibration_ids(sysu_tree.root)
+    with pytest.raises(DatasetLayoutError, match="overlap the test ids"):
+        (sysu_tree.root / "exp" / "val_id.txt").write_text("5\n")
+        calibration_ids(sysu_tree.root, hold_out_val=True)

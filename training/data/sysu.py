@@ -38,7 +38,7 @@ GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": VISIBLE_CAMS, "indoor": (1, 2
 NUM_TRIALS = 10
 ID_FILES_DIR = "exp"
 
-Subset = Literal["train", "val", "test"]
+Subset = Literal["train", "val", "test", "calib"]
 
 
 def cam_dir_name(cam: int) -> str:
@@ -103,17 +103,20 @@ class SYSUMM01(VIReIDDataset):
         single-shot galleries of 301 (all-search) and 112 (indoor) visible images per trial.
     Layout: <root>/cam{1..6}/<pid:04d>/<nnnn>.jpg (visible cams 1,2,4,5; infrared 3,6);
         <root>/exp/{train,val,test}_id.txt, one line of comma-separated ids.
-    Training uses train + val ids; ``camid`` is the camera number. Evaluation: all infrared test images query a
+    Training uses train + val ids (train only with ``hold_out_val``, which keeps val for score calibration:
+    :func:`calibration_ids`); ``camid`` is the camera number. Evaluation: all infrared test images query a
     visible single-shot gallery, modes ``all`` and ``indoor`` x ``num_trials`` random galleries (AGW protocol).
     """
 
     name = "sysu_mm01"
 
-    def __init__(self, root: str | Path, num_trials: int = NUM_TRIALS) -> None:
+    def __init__(self, root: str | Path, num_trials: int = NUM_TRIALS, hold_out_val: bool = False) -> None:
         self.root = Path(root)
         self.num_trials = num_trials
         require_dirs(self.root, [cam_dir_name(c) for c in CAMERAS] + [ID_FILES_DIR], "SYSU-MM01")
-        train_ids = read_id_file(id_file(self.root, "train")) + read_id_file(id_file(self.root, "val"))
+        train_ids = read_id_file(id_file(self.root, "train"))
+        if not hold_out_val:
+            train_ids += read_id_file(id_file(self.root, "val"))
         read_id_file(id_file(self.root, "test"))  # fail now, not at the first evaluation
 
         def samples(cams: Sequence[int], modality: Modality) -> tuple[Sample, ...]:
@@ -142,3 +145,39 @@ class SYSUMM01(VIReIDDataset):
             for trial in range(self.num_trials):
                 splits.append(EvalSplit("sysu", mode, trial, query, draw_single_shot(folders, trial)))
         return splits
+
+
+def calibration_ids(data_path: str | Path, hold_out_val: bool = False) -> list[int]:
+    """Identities to fit the score calibration on: the val ids when held out of training, else ``exp/calib_id.txt``.
+
+    Raises:
+        DatasetLayoutError: no such list (SYSU-MM01 itself has none: train with ``data.hold_out_val=true``), or its
+            ids overlap the identities trained or tested on.
+    """
+    root = Path(data_path)
+    if hold_out_val:
+        ids = read_id_file(id_file(root, "val"))
+        used = {"train": read_id_file(id_file(root, "train")), "test": read_id_file(id_file(root, "test"))}
+    else:
+        path = id_file(root, "calib")
+        if not path.is_file():
+            raise DatasetLayoutError(
+                f"no calibration identities: {path} not found. SYSU-MM01 trains on train + val ids; train with "
+                "data.hold_out_val=true to keep the val ids for calibration, or list held-out ids in that file"
+            )
+        ids = read_id_file(path)
+        used = {s: read_id_file(id_file(root, s)) for s in ("train", "val", "test")}
+    for subset, subset_ids in used.items():
+        overlap = sorted(set(ids) & set(subset_ids))
+        if overlap:
+            raise DatasetLayoutError(f"calibration ids overlap the {subset} ids {overlap[:10]}: pick held-out ids")
+    return sorted(ids)
+
+
+def identity_samples(data_path: str | Path, ids: Sequence[int]) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    """Every visible and every infrared image of ``ids`` (original pids), identity by identity."""
+    root = Path(data_path)
+    require_dirs(root, [cam_dir_name(c) for c in CAMERAS], "SYSU-MM01")
+    visible = every_image(list_identity_folders(root, _camera_dirs(VISIBLE_CAMS), ids, Modality.VISIBLE))
+    infrared = every_image(list_identity_folders(root, _camera_dirs(INFRARED_CAMS), ids, Modality.INFRARED))
+    return visible, infrared
