@@ -153,7 +153,8 @@ function line(className, text) {
 let detailsItem = null;
 let afterDelete = () => {};
 
-async function openDetails(itemId, onDeleted) {
+// The item's details in a dialog; ``onDeleted`` runs after a delete from there, ``errorBox`` shows a failed read.
+async function openDetails(itemId, onDeleted, errorBox) {
   const dialog = $("details");
   clearError($("details-error"));
   afterDelete = onDeleted;
@@ -161,7 +162,7 @@ async function openDetails(itemId, onDeleted) {
   try {
     item = await apiJson(`/gallery/${itemId}`);
   } catch (err) {
-    showError($("search-error"), err);
+    showError(errorBox, err);
     return;
   }
   detailsItem = item;
@@ -260,7 +261,7 @@ function matchCard(list, match, rank) {
     line("meta", item.camera ? `camera ${item.camera}` : "no camera"),
     line("meta time", formatTime(item)),
   );
-  button.addEventListener("click", () => openDetails(match.id, () => li.remove()));
+  button.addEventListener("click", () => openDetails(match.id, () => li.remove(), $("search-error")));
   li.append(button);
   return li;
 }
@@ -312,7 +313,7 @@ function galleryCard(list, item) {
     line("meta label", `#${item.id}${item.label ? ` · ${item.label}` : ""}`),
     line("meta", `${item.modality}${item.camera ? ` · ${item.camera}` : ""}`),
   );
-  button.addEventListener("click", () => openDetails(item.id, () => loadGallery()));
+  button.addEventListener("click", () => openDetails(item.id, () => loadGallery(), $("gallery-error")));
   li.append(button);
   return li;
 }
@@ -498,7 +499,6 @@ async function refreshStatus() {
     status.textContent = `service not ready (${err.message})`;
     status.classList.add("down");
   }
-  if (!$("panel-gallery").hidden) loadGallery();
 }
 
 function selectTab(tab) {
