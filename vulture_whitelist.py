@@ -44,6 +44,7 @@ _.delete_item
 _.healthz
 _.readyz
 _.search_by_embedding
+_.get_thumbnail
 
 # Public API: the SYSU-MM01 query/gallery lists in the public AGW protocol code's own form and names, which the
 # parity tests compare list for list (tests/training/test_sysu.py).

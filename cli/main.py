@@ -254,6 +254,8 @@ def format_demo(setup: DemoSetup) -> str:
     for q in setup.queries:
         score = f"{q.top_score:.3f}" if q.top_score is not None else "-"
         lines.append(f"  {'ok  ' if q.hit else 'miss'} id {q.pid} -> top {q.top_label or '-'} ({score})  {q.image}")
+    example = f": search with an infrared crop such as {setup.queries[0].image}" if setup.queries else ""
+    lines += ["", f"web page: {setup.url}/  (search, browse and add in the browser{example})"]
     lines += ["", "Try it:"] + [f"  {cmd}" for cmd in setup.curl_examples()]
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from service.openapi import document_api
 from service.routes import embed, gallery, health, search
 from service.runtime import open_runtime
 from service.settings import Settings
+from service.ui import install_ui
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestCounterMiddleware, metrics=metrics)  # outermost: counts 413s from the limit too
     for module in (embed, gallery, search, health):
         app.include_router(module.router)
+    install_ui(app)  # the web page at / and /ui/
     document_shared_operations(app)  # POST /search: one operation, a multipart and a JSON body
     document_api(app)  # the middlewares' error statuses, the loaded model's embedding length
     return app

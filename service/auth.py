@@ -1,6 +1,7 @@
 """Who may call what: the X-API-Key check, done by a pure ASGI middleware before any request body is read.
 
-Requests are classified by method and path: ``/healthz`` and ``/readyz`` are open; GET and HEAD, and POST to
+Requests are classified by method and path: ``/healthz`` and ``/readyz`` are open, and so are GET and HEAD of
+the web page's files (``/``, ``/ui/...``: no data in them); other GET and HEAD requests, and POST to
 ``/embed`` and ``/search``, are reads; anything else is a write. The write key (``VIREID_API_KEY``) may do
 everything, the read key (``VIREID_READ_API_KEY``) only reads. Writes need the write key as soon as any key is
 configured; reads need a key only with ``VIREID_AUTH_READS=true``. A refusal is 401 ``unauthorized`` (no valid
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import HTTP_ERRORS, ForbiddenError, UnauthorizedError, error_response
 from service.settings import Settings
+from service.ui import is_page_path
 
 API_KEY_HEADER = "X-API-Key"
 ACCESS_SCOPE_KEY = "vireid.access"
@@ -40,7 +42,7 @@ class Access:
 
 def classify(method: str, path: str) -> Kind:
     """Whether a request is open to all, a read or a write, from its method and path alone (no route lookup)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or (method in READ_METHODS and is_page_path(path)):
         return "open"
     if method in READ_METHODS or (method == "POST" and path in READ_POST_PATHS):
         return "read"

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="false-accept rate behind each cross-modal match's `same_person` (calibrated models only)",
     )
 
+    # Thumbnails kept with each gallery item (GET /gallery/{id}/thumbnail, the web page).
+    thumbnail_size: int = Field(
+        default=256, ge=0, le=4096, description="longest side of the JPEG thumbnail kept per gallery item; 0 keeps none"
+    )
+    thumbnail_quality: int = Field(default=85, ge=1, le=95, description="JPEG quality of the gallery thumbnails")
+
     @model_validator(mode="after")
     def _check_queue(self) -> Self:
         """Refuse a queue limit that a request of allowed size could never pass."""

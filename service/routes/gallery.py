@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from common.modality import MODALITY_NAMES, Modality
 from index.base import NewItem
+from index.errors import ItemNotFoundError
 from service.deps import (
     WRITE_ACCESS,
     EmbedderDep,
@@ -25,6 +26,13 @@ from service.images import Upload, read_uploads
 from service.metadata_limits import MetadataLimits, check_extra, check_request_total, parse_extra, stored_bytes
 from service.metrics import refresh_gallery_gauge
 from service.schemas import MAX_INT64, AddResponse, GalleryItemOut, GalleryPage, ItemMetadata, error_responses
+from service.thumbnails import (
+    THUMBNAIL_CACHE_CONTROL,
+    THUMBNAIL_MEDIA_TYPE,
+    etag,
+    etag_matches,
+    make_thumbnails,
+)
 
 router = APIRouter(tags=["gallery"])
 
@@ -69,7 +77,9 @@ def parse_metadata(
     return [base.model_copy(update=m.model_dump(exclude_unset=True)) for m in per_file]
 
 
-def _new_item(embedding: Any, modality: Modality, upload: Upload, meta: ItemMetadata) -> NewItem:
+def _new_item(
+    embedding: Any, modality: Modality, upload: Upload, meta: ItemMetadata, thumbnail: bytes | None
+) -> NewItem:
     return NewItem(
         embedding=embedding,
         modality=modality,
@@ -79,6 +89,7 @@ def _new_item(embedding: Any, modality: Modality, upload: Upload, meta: ItemMeta
         source=meta.source if meta.source is not None else upload.filename,
         sha256=upload.sha256,
         extra=meta.extra,
+        thumbnail=thumbnail,
     )
 
 
@@ -120,7 +131,11 @@ async def add_items(
     metas = parse_metadata(len(uploads), shared, metadata, extra, limits)
     check_request_total(sum(stored_bytes(m, u.filename) for m, u in zip(metas, uploads, strict=True)), limits)
     embeddings = await embedder.embed(modality, uploads, endpoint="gallery")
-    items = [_new_item(e, modality, u, m) for e, u, m in zip(embeddings, uploads, metas, strict=True)]
+    thumbnails = await run_in_threadpool(
+        make_thumbnails, uploads, settings.thumbnail_size, settings.thumbnail_quality, settings.max_image_pixels
+    )
+    rows = zip(embeddings, uploads, metas, thumbnails, strict=True)
+    items = [_new_item(e, modality, u, m, t) for e, u, m, t in rows]
     ids = await run_in_threadpool(gallery.add, items)
     await refresh_gallery_gauge(metrics, gallery)
     return AddResponse(modality=modality, ids=ids)
@@ -178,3 +193,44 @@ async def delete_item(gallery: GalleryDep, metrics: MetricsDep, item_id: ItemId)
     await run_in_threadpool(gallery.delete, item_id)
     await refresh_gallery_gauge(metrics, gallery)
     return Response(status_code=204)
+
+
+_THUMBNAIL_HEADERS = {
+    "ETag": {"description": "strong validator: a hash of the JPEG bytes", "schema": {"type": "string"}},
+    "Cache-Control": {"description": THUMBNAIL_CACHE_CONTROL, "schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/gallery/{item_id}/thumbnail",
+    response_class=Response,
+    summary="The item's thumbnail (JPEG)",
+    responses={
+        200: {
+            "description": "the JPEG kept when the item was added (longest side <= VIREID_THUMBNAIL_SIZE)",
+            "content": {THUMBNAIL_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "headers": _THUMBNAIL_HEADERS,
+        },
+        304: {"description": "not modified: If-None-Match names the current ETag", "headers": _THUMBNAIL_HEADERS},
+        **error_responses(404, 422, 503),
+    },
+)
+async def get_thumbnail(
+    gallery: GalleryDep,
+    metrics: MetricsDep,
+    item_id: ItemId,
+    if_none_match: Annotated[str | None, Header(description="an ETag this client already holds")] = None,
+) -> Response:
+    """The JPEG thumbnail; 404 for an unknown id or an item added without one (before thumbnails were kept)."""
+    with metrics.time("metadata"):
+        jpeg = await run_in_threadpool(gallery.thumbnail, item_id)
+    if jpeg is None:
+        raise ItemNotFoundError(
+            f"gallery item {item_id} has no thumbnail: it was added before thumbnails were kept, "
+            "or with VIREID_THUMBNAIL_SIZE=0; add the image again to get one"
+        )
+    tag = etag(jpeg)
+    headers = {"ETag": tag, "Cache-Control": THUMBNAIL_CACHE_CONTROL}
+    if etag_matches(if_none_match, tag):
+        return Response(status_code=304, headers=headers)
+    return Response(jpeg, media_type=THUMBNAIL_MEDIA_TYPE, headers=headers)

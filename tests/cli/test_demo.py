@@ -126,6 +126,8 @@ def test_demo_sets_everything_up_then_reuses_it(tmp_path: Path, capsys: pytest.C
 
     queries = re.findall(r"-F file=@(\S+) '(http://127\.0\.0\.1:\d+)/search\?modality=ir&top_k=5'", out)
     assert queries, out
+    page = re.search(r"^web page: (http://127\.0\.0\.1:\d+)/  \(.* such as (\S+)\)$", out, flags=re.MULTILINE)
+    assert page and page.group(1) == queries[0][1] and page.group(2) == queries[0][0], out
     for image, _url in queries:
         path = Path(image)
         assert path.is_absolute() and path.is_file()

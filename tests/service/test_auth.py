@@ -50,6 +50,12 @@ def unit_query(dim: int) -> dict[str, list[float]]:
         ("PUT", "/gallery/3", "write"),
         ("POST", "/embed/", "write"),  # anything not known to read is a write
         ("POST", "/no/such/route", "write"),
+        ("GET", "/", "open"),  # the web page's files hold no data
+        ("HEAD", "/ui/app.js", "open"),
+        ("GET", "/ui", "open"),
+        ("POST", "/", "write"),
+        ("DELETE", "/ui/app.js", "write"),
+        ("GET", "/uix", "read"),
     ],
 )
 def test_classify(method: str, path: str, kind: str) -> None:
@@ -64,7 +70,7 @@ def test_the_classification_matches_the_routes(settings: Settings) -> None:
         is_write = any(d.dependency is WRITE_ACCESS.dependency for d in getattr(route, "dependencies", ()))
         path = cast(str, route.path_format)
         for method in route.methods or ():
-            expected = "write" if is_write else "open" if path in ("/healthz", "/readyz") else "read"
+            expected = "write" if is_write else "open" if path in ("/healthz", "/readyz", "/") else "read"
             assert classify(method, path) == expected, (method, path)
 
 

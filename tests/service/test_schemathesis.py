@@ -51,7 +51,7 @@ def test_generated_requests_get_no_5xx_and_only_documented_responses(tiny_models
     with uvicorn_server(app) as base:
         schema = schemathesis.openapi.from_url(f"{base}/openapi.json")  # fetched once loaded: the model's dim
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 9
+        assert len(operations) == 10
         for operation in operations:
 
             @seed(9)
