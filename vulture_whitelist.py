@@ -46,3 +46,7 @@ _.search_by_embedding
 # parity tests compare list for list (tests/training/test_sysu.py).
 _.process_query_sysu
 _.process_gallery_sysu
+
+# Public API: export a checkpoint from Python (tests/conftest.py); onnxruntime calls a calibration reader's get_next.
+_.export_checkpoint
+_.get_next

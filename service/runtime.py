@@ -27,6 +27,7 @@ class ModelIdentity:
 
     model_version: str
     embedding_dim: int
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,16 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         encoders=encoders,
         embedder=await start_embedder(encoders, settings, metrics),
         gallery=gallery,
-        model=ModelIdentity(model_version=card.model_version, embedding_dim=card.embedding_dim),
+        model=ModelIdentity(
+            model_version=card.model_version, embedding_dim=card.embedding_dim, precision=card.precision
+        ),
     )
     await refresh_gallery_gauge(metrics, gallery)
     logger.info(
-        "service ready: model %s (dim %d), providers %s, gallery %s at %s",
+        "service ready: model %s (dim %d, %s), providers %s, gallery %s at %s",
         runtime.model.model_version,
         runtime.model.embedding_dim,
+        runtime.model.precision,
         {m.value: e.providers for m, e in encoders.items()},
         {m.value: n for m, n in gallery.counts().items()},
         settings.data_dir,

@@ -180,6 +180,7 @@ class ReadyResponse(BaseModel):
                     },
                     "gallery": {"vis": 120, "ir": 0},
                     "batching": True,
+                    "precision": "int8",
                 }
             ]
         }
@@ -191,6 +192,7 @@ class ReadyResponse(BaseModel):
     providers: dict[Modality, list[str]]
     gallery: dict[Modality, int]
     batching: bool
+    precision: str = Field(default="fp32", description="arithmetic of the loaded encoders: fp32, fp16 or int8")
 
 
 _ERROR_DESCRIPTIONS = {

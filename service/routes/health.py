@@ -33,6 +33,7 @@ async def readyz(gallery: GalleryDep, encoders: EncodersDep, model: ModelDep, se
         providers={m: list(e.providers) for m, e in encoders.items()},
         gallery=counts,
         batching=settings.batching,
+        precision=model.precision,
     )
 
 
