@@ -55,3 +55,6 @@ _._ordered_ranges  # training/config.py: AugmentConfig (pydantic validator)
 # Response fields of /readyz's same-person status (service.schemas.SamePersonStatus): set by keyword, read by clients.
 _.positive_pairs
 _.negative_pairs
+# Public API: export a checkpoint from Python (tests/conftest.py); onnxruntime calls a calibration reader's get_next.
+_.export_checkpoint
+_.get_next

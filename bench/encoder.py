@@ -6,6 +6,11 @@ Builds the default network (random init: speed does not depend on the weights), 
 ``training.export.export_encoders`` (parity-checked), then times ``embed`` in eager mode and the ONNX graph on
 CPUExecutionProvider, interleaving the two so that machine noise hits both alike. Prints images/s for each and the
 ratio ORT/eager measured in this run.
+
+``python bench/encoder.py --precision fp32 int8 [fp16] [--config configs/sysu.yaml]`` instead exports the seeded
+untrained network of the config at each precision (``training.export.export_model``; int8 calibrated on synthetic
+crops, which does not change speed) and times the ONNX graphs against each other, interleaved, on the best provider
+this onnxruntime has (CUDA on a GPU host, else CPU): images/s per precision and the ratio to the first one.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import torch
 
 from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
-from common.providers import CPU_PROVIDER
+from common.providers import CPU_PROVIDER, CUDA_PROVIDER
 from model.config import NetConfig
 from model.net import VIReIDNet
-from training.export import EncoderGraph, export_encoders
+from training.crops import synthetic_crops
+from training.export import EncoderGraph, export_encoders, export_model, untrained_network
+
+CALIBRATION_CROPS = 16
 
 
 def _time_interleaved(fns: list, repeats: int) -> list[float]:
@@ -49,7 +57,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"], help="compare ONNX precisions")
+    parser.add_argument("--config", type=Path, default=Path("configs/sysu.yaml"), help="network for --precision")
     args = parser.parse_args()
+    if args.precision:
+        compare_precisions(args.config, args.precision, args.batches, args.repeats, args.threads)
+        return
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -80,6 +93,49 @@ def main() -> None:
 
         t_eager, t_ort = _time_interleaved([eager, onnx], args.repeats)
         print(f"{batch:>5} {batch / t_eager:>12.2f} {batch / t_ort:>10.2f} {t_eager / t_ort:>9.2f}x")
+
+
+def compare_precisions(config: Path, precisions: list[str], batches: list[int], repeats: int, threads: int) -> None:
+    """Export the untrained network of ``config`` at each precision and print img/s and ratios to the first."""
+    net, version, _ = untrained_network(config)
+    cfg = net.cfg
+    crops = synthetic_crops(cfg.input_height, cfg.input_width, CALIBRATION_CROPS, CALIBRATION_CROPS)
+    providers = [p for p in (CUDA_PROVIDER, CPU_PROVIDER) if p in ort.get_available_providers()]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    modality = Modality.INFRARED
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in precisions:
+            paths = export_model(
+                net,
+                Path(tmp) / precision,
+                precision=precision,
+                crops=crops,
+                min_cosine=0.0,
+                model_version=version,
+                experiment="bench",
+                git_sha="bench",
+            )
+            sessions[precision] = ort.InferenceSession(str(paths[modality]), opts, providers=providers)
+    used = {p: s.get_providers()[0] for p, s in sessions.items()}
+    print(
+        f"config={config} arch={cfg.arch} input={cfg.input_height}x{cfg.input_width} dim={net.embedding_dim} "
+        f"threads={threads} ort={ort.__version__} providers={used}"
+    )
+    first = precisions[0]
+    header = "".join(f"{p + ' img/s':>12}" for p in precisions)
+    ratios = "".join(f"{p + '/' + first:>12}" for p in precisions[1:])
+    print(f"{'batch':>5}{header}{ratios}")
+    for batch in batches:
+        images = np.random.default_rng(batch).random((batch, 3, cfg.input_height, cfg.input_width), dtype=np.float32)
+        fns = [
+            lambda s=session, x=images: s.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: x}) for session in sessions.values()
+        ]
+        seconds = _time_interleaved(fns, repeats)
+        rates = "".join(f"{batch / t:>12.2f}" for t in seconds)
+        rel = "".join(f"{seconds[0] / t:>11.2f}x" for t in seconds[1:])
+        print(f"{batch:>5}{rates}{rel}", flush=True)
 
 
 if __name__ == "__main__":

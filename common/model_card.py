@@ -12,6 +12,9 @@ from common.modality import Modality
 METADATA_PREFIX = "vireid."
 ONNX_INPUT_NAME = "images"
 ONNX_OUTPUT_NAME = "embeddings"
+PRECISIONS = ("fp32", "fp16", "int8")
+# Fields added after the first exports: a file without them gets the default (an older fp32, unprojected export).
+DEFAULTED_FIELDS = {"precision": "fp32", "projection": "none"}
 OPTIONAL_FIELDS = ("calibration",)  # absent from the metadata when None (cards written before they existed)
 
 
@@ -30,6 +33,9 @@ class ModelCard:
 
     The ONNX graph takes float32 images ``(N, 3, input_height, input_width)`` in [0, 1] (RGB, normalisation
     with ``mean``/``std`` happens inside the graph) and returns L2-normalised ``(N, embedding_dim)`` embeddings.
+    ``precision`` is the arithmetic inside the graph (``fp32``, ``fp16`` for the CUDA provider, ``int8`` QDQ);
+    ``projection`` names a projection baked in after the network (``none``, or e.g. ``pca 1024->256``), in which
+    case ``embedding_dim`` is the projected dimension.
     """
 
     input_height: int
@@ -42,6 +48,12 @@ class ModelCard:
     experiment: str
     git_sha: str
     calibration: ScoreCalibration | None = None  # cross-modal score -> P(same person), common.calibration
+    precision: str = "fp32"
+    projection: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_metadata(self) -> dict[str, str]:
         """Serialise to ``{"vireid.<field>": json}`` for ``onnx.helper.set_model_props`` (None optionals omitted)."""
@@ -63,12 +75,14 @@ class ModelCard:
             CalibrationError: ``vireid.calibration`` is present but malformed.
         """
         names = [f.name for f in fields(cls) if f.name not in OPTIONAL_FIELDS]
-        missing = [METADATA_PREFIX + n for n in names if METADATA_PREFIX + n not in metadata]
+        missing = [
+            METADATA_PREFIX + n for n in names if METADATA_PREFIX + n not in metadata and n not in DEFAULTED_FIELDS
+        ]
         if missing:
             raise MissingMetadataError(
                 f"ONNX metadata lacks {', '.join(missing)}; re-export the model with `python -m training.export`"
             )
-        raw = {n: json.loads(metadata[METADATA_PREFIX + n]) for n in names}
+        raw = {n: json.loads(metadata.get(METADATA_PREFIX + n, json.dumps(DEFAULTED_FIELDS.get(n)))) for n in names}
         return cls(
             input_height=int(raw["input_height"]),
             input_width=int(raw["input_width"]),
@@ -80,6 +94,8 @@ class ModelCard:
             experiment=str(raw["experiment"]),
             git_sha=str(raw["git_sha"]),
             calibration=_calibration(metadata.get(METADATA_PREFIX + "calibration")),
+            precision=str(raw["precision"]),
+            projection=str(raw["projection"]),
         )
 
 

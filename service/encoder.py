@@ -91,11 +91,12 @@ class OnnxEncoder:
                 f"{ONNX_OUTPUT_NAME!r}; re-export with `python -m training.export`"
             )
         logger.info(
-            "loaded %s encoder %s (model %s, dim %d, input %dx%d) on %s",
+            "loaded %s encoder %s (model %s, dim %d, %s, input %dx%d) on %s",
             self.card.modality,
             path,
             self.card.model_version,
             self.card.embedding_dim,
+            self.card.precision,
             self.card.input_height,
             self.card.input_width,
             self.providers,
@@ -191,10 +192,11 @@ def load_encoders(
                 f"{modality.value!r}; re-export the model directory with `python -m training.export`"
             )
     vis, ir = encoders[Modality.VISIBLE].card, encoders[Modality.INFRARED].card
-    if (vis.model_version, vis.embedding_dim) != (ir.model_version, ir.embedding_dim):
+    if (vis.model_version, vis.embedding_dim, vis.precision) != (ir.model_version, ir.embedding_dim, ir.precision):
         raise EncoderMismatchError(
             f"encoders in {model_dir} do not belong together: visible is model {vis.model_version} "
-            f"(dim {vis.embedding_dim}), infrared is model {ir.model_version} (dim {ir.embedding_dim}); "
+            f"(dim {vis.embedding_dim}, {vis.precision}), infrared is model {ir.model_version} "
+            f"(dim {ir.embedding_dim}, {ir.precision}); "
             "export both from the same checkpoint"
         )
     return encoders

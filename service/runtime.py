@@ -31,6 +31,7 @@ class ModelIdentity:
     model_version: str
     embedding_dim: int
     same_person: SamePerson | None = None  # the card's score calibration at VIREID_SAME_PERSON_FAR
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,15 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             model_version=card.model_version,
             embedding_dim=card.embedding_dim,
             same_person=SamePerson.from_cards({m: e.card for m, e in encoders.items()}, settings.same_person_far),
+            precision=card.precision,
         ),
     )
     counts = await refresh_gallery_gauge(metrics, gallery)
     logger.info(
-        "service ready: model %s (dim %d), providers %s, gallery %s at %s",
+        "service ready: model %s (dim %d, %s), providers %s, gallery %s at %s",
         runtime.model.model_version,
         runtime.model.embedding_dim,
+        runtime.model.precision,
         {m.value: e.providers for m, e in encoders.items()},
         {m.value: n for m, n in counts.items()} if counts is not None else "unavailable",
         settings.index.uri if isinstance(settings.index, MilvusConfig) else settings.data_dir,

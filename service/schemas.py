@@ -217,6 +217,7 @@ class ReadyResponse(BaseModel):
                         "positive_pairs": 3000,
                         "negative_pairs": 117000,
                     },
+                    "precision": "int8",
                 }
             ]
         }
@@ -229,6 +230,7 @@ class ReadyResponse(BaseModel):
     gallery: dict[Modality, int]
     batching: bool
     same_person: SamePersonStatus
+    precision: str = Field(default="fp32", description="arithmetic of the loaded encoders: fp32, fp16 or int8")
 
 
 _ERROR_DESCRIPTIONS = {

@@ -101,3 +101,34 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_reduced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The ``tiny_exported`` network (same seed and config) exported at int8 and at fp16: precision -> model dir.
+
+    Calibration and agreement use synthetic crops (a random-init network has no data set to speak of).
+    """
+    import torch
+
+    from model.config import NetConfig
+    from model.net import VIReIDNet
+    from training.crops import synthetic_crops
+    from training.export import export_model
+
+    torch.manual_seed(0)
+    net = VIReIDNet(NetConfig(arch="resnet18", num_classes=8, num_stripes=2, input_height=64, input_width=32)).eval()
+    crops = synthetic_crops(64, 32, calibration=16, heldout=8)
+    dirs = {}
+    for precision in ("int8", "fp16"):
+        dirs[precision] = tmp_path_factory.mktemp(f"tiny_{precision}")
+        export_model(
+            net,
+            dirs[precision],
+            precision=precision,
+            crops=crops,
+            model_version=TINY_MODEL_VERSION,
+            experiment="tiny-test",
+            git_sha="test",
+        )
+    return dirs

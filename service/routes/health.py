@@ -35,6 +35,7 @@ async def readyz(gallery: GalleryDep, encoders: EncodersDep, model: ModelDep, se
         gallery=counts,
         batching=settings.batching,
         same_person=same_person_status(model.same_person, settings.same_person_far),
+        precision=model.precision,
     )
 
 

@@ -33,3 +33,22 @@ def test_missing_keys_are_all_named():
 def test_encoder_filenames():
     assert encoder_filename(Modality.VISIBLE) == "encoder_vis.onnx"
     assert encoder_filename(Modality.INFRARED) == "encoder_ir.onnx"
+
+
+def test_precision_and_projection_round_trip():
+    card = ModelCard(**{**CARD.__dict__, "precision": "int8", "projection": "pca 8192->256", "embedding_dim": 256})
+    metadata = card.to_metadata()
+    assert (metadata["vireid.precision"], metadata["vireid.embedding_dim"]) == ('"int8"', "256")
+    assert ModelCard.from_metadata(metadata) == card
+
+
+def test_an_older_file_without_precision_reads_as_fp32_unprojected():
+    metadata = CARD.to_metadata()
+    del metadata["vireid.precision"], metadata["vireid.projection"]
+    card = ModelCard.from_metadata(metadata)
+    assert (card.precision, card.projection) == ("fp32", "none")
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision 'int4' is not one of fp32, fp16, int8"):
+        ModelCard(**{**CARD.__dict__, "precision": "int4"})
