@@ -5,6 +5,11 @@ Usage, after ``scripts/demo.sh`` (which leaves its trained tiny model in ``demo/
 
     PYTHONPATH=. .venv/bin/python scripts/screenshots.py --model-dir demo/models --data demo/data --out docs/img
 
+or, without training, on the untrained network of ``configs/tiny.yaml`` (random init, seed 0: its ranking means
+nothing) and a synthetic set written by ``python -m training.synth --out demo/data``:
+
+    PYTHONPATH=. .venv/bin/python scripts/screenshots.py --untrained --data demo/data --out docs/img
+
 Starts its own service (``vireid serve``, a fresh gallery in a temporary directory, an API key), adds the visible
 test crops of the synthetic set as the demo does and the infrared crops of the first test identities, then
 drives the page: an infrared search (the first test identity's first infrared crop, not a chosen one), the
@@ -32,6 +37,7 @@ from training.data.sysu import INFRARED_CAMS, VISIBLE_CAMS
 VIEWPORT = {"width": 1280, "height": 820}
 IR_GALLERY_IDS = 6  # identities whose infrared crops join the gallery (so that the gallery view shows both)
 ADDED_IN_SHOT = 4  # infrared crops uploaded through the page for the add view's screenshot
+UNTRAINED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 
 def crop_items(paths: list[Path], root: Path) -> list[ImageItem]:
@@ -43,7 +49,7 @@ def crop_items(paths: list[Path], root: Path) -> list[ImageItem]:
 
 def wait_for_images(page: Page) -> None:
     """Wait until every image of the page has loaded or given up (the thumbnails are fetched one by one)."""
-    page.wait_for_function("[...document.images].every((img) => img.src && img.complete)")
+    page.wait_for_function("() => [...document.images].every((img) => img.src && img.complete)")
 
 
 def take(page: Page, url: str, data: Path, key: str, out: Path) -> None:
@@ -69,7 +75,7 @@ def take(page: Page, url: str, data: Path, key: str, out: Path) -> None:
     page.get_by_role("tab", name="Gallery").click()
     expect(page.get_by_role("list", name="Gallery items").get_by_role("listitem").first).to_be_visible()
     wait_for_images(page)
-    page.screenshot(path=out / "ui-gallery.png", full_page=True)
+    page.screenshot(path=out / "ui-gallery.png")  # the first rows: the whole page is a large PNG
 
     page.get_by_role("tab", name="Add crops").click()
     add = page.get_by_role("tabpanel", name="Add crops")
@@ -83,10 +89,26 @@ def take(page: Page, url: str, data: Path, key: str, out: Path) -> None:
     page.screenshot(path=out / "ui-add.png")
 
 
+def export_untrained(out: Path) -> Path:
+    """Export ``configs/tiny.yaml``'s network with its random initial weights (the config's seed) to ``out``."""
+    import torch  # noqa: PLC0415  (only this option needs torch)
+
+    from model.net import VIReIDNet  # noqa: PLC0415
+    from training.config import load_config  # noqa: PLC0415
+    from training.export import export_encoders  # noqa: PLC0415
+
+    cfg = load_config(UNTRAINED_CONFIG, [])
+    torch.manual_seed(cfg.run.seed)
+    net = VIReIDNet(cfg.model).eval()
+    export_encoders(net, out, model_version="untrained-tiny", experiment=cfg.experiment, git_sha="screenshots")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start a service on the given model and data, fill it, and save the screenshots."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Path("demo/models"), help="encoder_{vis,ir}.onnx")
+    parser.add_argument("--untrained", action="store_true", help="export configs/tiny.yaml's untrained network")
     parser.add_argument("--data", type=Path, default=Path("demo/data"), help="the synthetic set (training.synth)")
     parser.add_argument("--out", type=Path, default=Path("docs/img"), help="where the PNGs go")
     parser.add_argument("--port", type=int, default=8799, help="port of the temporary service on 127.0.0.1")
@@ -101,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         log_file = Path(tmp) / "service.log"
         env = {**os.environ, "VIREID_API_KEY": key, "VIREID_PROVIDERS": '["CPUExecutionProvider"]'}
         cmd = [sys.executable, "-m", "cli", "serve", "--port", str(args.port)]
-        cmd += ["--model-dir", str(args.model_dir), "--data-dir", str(Path(tmp) / "gallery")]
+        model_dir = export_untrained(Path(tmp) / "models") if args.untrained else args.model_dir
+        cmd += ["--model-dir", str(model_dir), "--data-dir", str(Path(tmp) / "gallery")]
         with log_file.open("ab") as log:
             service = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:

@@ -459,7 +459,8 @@ async function addCrops(event) {
     done += size;
     progress.value = (100 * done) / total;
   }
-  status.textContent = `Added ${ids.length} crop${ids.length > 1 ? "s" : ""} to the ${modalityName(params.get("modality"))} gallery (ids ${ids[0]}–${ids[ids.length - 1]}).`;
+  const span = ids.length > 1 ? `ids ${ids[0]}–${ids[ids.length - 1]}` : `id ${ids[0]}`;
+  status.textContent = `Added ${ids.length} crop${ids.length > 1 ? "s" : ""} to the ${modalityName(params.get("modality"))} gallery (${span}).`;
   refreshStatus();
 }
 
