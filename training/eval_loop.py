@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,17 +52,22 @@ def evaluate_splits(
     batch_size: int = 64,
     workers: int = 0,
     progress: Progress | None = None,
+    embed: Callable[[Sequence[Sample]], np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Cross-modal retrieval metrics of ``net`` on evaluation splits, averaged over the trials of each setting.
 
     Each distinct image is embedded once (SYSU's 10 trials share their queries); distances are cosine distances
-    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``).
+    of the embeddings; each split is scored by its protocol (``training.metrics.split_metrics``). ``embed``, when
+    given, computes the embeddings instead of ``net`` (e.g. ``training.onnx_features.OnnxEmbedder.embed``).
 
     Returns:
         ``{"sysu/all": {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...}, ...}`` fractions.
     """
     samples, rows = _unique_samples(splits)
-    feats = embed_samples(net, samples, device, flip, batch_size, workers, progress)
+    if embed is not None:
+        feats = embed(samples)
+    else:
+        feats = embed_samples(net, samples, device, flip, batch_size, workers, progress)
     per_group: dict[str, list[dict[str, float]]] = defaultdict(list)
     for split in splits:
         q = feats[[rows[(str(s.path), s.modality.value)] for s in split.query]]

@@ -4,6 +4,8 @@
 evaluates the checkpoint's own data set; ``--data sysu_mm01=/data/SYSU-MM01 --data regdb=/data/RegDB`` picks
 others (SYSU-MM01: all-search and indoor, ``--trials`` random galleries; RegDB: visible->infrared and
 infrared->visible on ``--regdb-trial``). Prints a table and writes JSON with R1/R5/R10/R20/mAP/mINP in percent.
+``--onnx DIR`` scores the exported encoders in DIR (ONNX Runtime, any precision or projection) instead of the
+checkpoint's torch network, on the same splits (flip mode ``onnx``: whatever the export baked in).
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ def evaluate_checkpoint(
     return results
 
 
+def evaluate_onnx(
+    net: VIReIDNet, model_dir: Path, data: list[DataConfig], batch_size: int = 64
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{setting: {"onnx": {"R1", ..., "mINP"}}}``: the encoders of ``model_dir`` scored on ``data``'s splits."""
+    from training.onnx_features import OnnxEmbedder
+
+    embedder = OnnxEmbedder(model_dir, batch_size)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for data_cfg in data:
+        splits = build_dataset(data_cfg).eval_splits()
+        for group, metrics in evaluate_splits(net, splits, torch.device("cpu"), embed=embedder.embed).items():
+            results.setdefault(group, {})["onnx"] = metrics
+    return results
+
+
 def to_percent(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
     """The same nesting with every metric as a percentage rounded to 2 decimals (for reports)."""
     return {g: {k: {m: round(100 * v, 2) for m, v in ms.items()} for k, ms in fs.items()} for g, fs in results.items()}
@@ -114,6 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="evaluate a random-init network of the checkpoint's config (seeded with run.seed): the baseline",
     )
+    parser.add_argument("--onnx", type=Path, default=None, help="evaluate the exported encoders in this directory")
     return parser.parse_args(argv)
 
 
@@ -127,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(cfg.run.seed)
             net = VIReIDNet(cfg.model)
         data = data_configs(cfg, args.data, args.trials, args.regdb_trial)
-        results = evaluate_checkpoint(net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty())
+        if args.onnx is not None:
+            results = evaluate_onnx(net, args.onnx, data, args.batch_size)
+        else:
+            results = evaluate_checkpoint(net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty())
     except (CheckpointError, DatasetLayoutError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
@@ -137,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_version": checkpoint_hash(args.checkpoint),
         "experiment": cfg.experiment,
         "weights": "random init (--untrained)" if args.untrained else "checkpoint",
+        "onnx": str(args.onnx) if args.onnx is not None else None,
         "data": [{"name": d.name, "root": str(d.root), "trial": d.trial, "num_trials": d.num_trials} for d in data],
         "unit": "percent",
         "results": percent,
