@@ -6,6 +6,8 @@ others (SYSU-MM01: all-search and indoor, ``--trials`` random galleries; RegDB: 
 infrared->visible on ``--regdb-trial``). Prints a table and writes JSON with R1/R5/R10/R20/mAP/mINP in percent.
 ``--rerank`` adds rows with k-reciprocal re-ranking (``index.kreciprocal``) beside the plain ones; ``--tracklet K``
 makes each query the fusion of K crops of one identity from one camera (``training.eval_loop.tracklets``).
+``--onnx DIR`` scores the exported encoders in DIR (ONNX Runtime, any precision or projection) instead of the
+checkpoint's torch network, on the same splits (flip mode ``onnx``: whatever the export baked in).
 """
 
 from __future__ import annotations
@@ -114,6 +116,27 @@ def write_evaluation_plots(
     return paths
 
 
+def evaluate_onnx(
+    model_dir: Path, data: list[DataConfig], batch_size: int = 64, scoring: Scoring | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{setting: {"onnx"[+rerank]: {"R1", ..., "mINP"}}}``: the encoders of ``model_dir`` scored on ``data``."""
+    from training.onnx_features import OnnxEmbedder
+
+    plain = scoring or Scoring()
+    variants = {"": replace(plain, rerank=None)}
+    if plain.rerank is not None:
+        variants[RERANK_SUFFIX] = plain
+    embedder = OnnxEmbedder(model_dir, batch_size)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for data_cfg in data:
+        splits = build_dataset(data_cfg).eval_splits()
+        features = embed_splits(splits, embedder.embed)
+        for suffix, how in variants.items():
+            for group, metrics in score_splits(features, splits, how).items():
+                results.setdefault(group, {})["onnx" + suffix] = metrics
+    return results
+
+
 def to_percent(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
     """The same nesting with every metric as a percentage rounded to 2 decimals (for reports)."""
     return {g: {k: {m: round(100 * v, 2) for m, v in ms.items()} for k, ms in fs.items()} for g, fs in results.items()}
@@ -173,6 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="write CMC curves and ranked-list figures (PNG) here (embeds the images once more, without flip)",
     )
+    parser.add_argument("--onnx", type=Path, default=None, help="evaluate the exported encoders in this directory")
     return parser.parse_args(argv)
 
 
@@ -187,9 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             net = VIReIDNet(cfg.model)
         data = data_configs(cfg, args.data, args.trials, args.regdb_trial)
         scoring = Scoring(args.tracklet, KReciprocalParams() if args.rerank else None, args.rerank_candidates)
-        results = evaluate_checkpoint(
-            net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty(), scoring
-        )
+        if args.onnx is not None:
+            results = evaluate_onnx(args.onnx, data, args.batch_size, scoring)
+        else:
+            results = evaluate_checkpoint(
+                net, data, args.device, args.batch_size, args.workers, sys.stderr.isatty(), scoring
+            )
         if args.plots is not None:
             write_evaluation_plots(net, data, args.plots, args.device, args.batch_size, args.workers)
     except (CheckpointError, DatasetLayoutError, ValueError) as exc:
@@ -201,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_version": checkpoint_hash(args.checkpoint),
         "experiment": cfg.experiment,
         "weights": "random init (--untrained)" if args.untrained else "checkpoint",
+        "onnx": str(args.onnx) if args.onnx is not None else None,
         "data": [{"name": d.name, "root": str(d.root), "trial": d.trial, "num_trials": d.num_trials} for d in data],
         "tracklet": args.tracklet,
         "rerank": {"k1": K1, "k2": K2, "lambda": LAMBDA, "candidates": args.rerank_candidates} if args.rerank else None,

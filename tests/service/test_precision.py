@@ -11,10 +11,12 @@ from common.modality import Modality
 from common.model_card import encoder_filename
 from service.encoder import EncoderMismatchError, load_encoders
 from service.settings import Settings
+from tests.conftest import TRAINING_TIMEOUT
 from tests.service.conftest import TinyModels
 from tests.service.support import files, image_bytes, serve, with_settings
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: the int8/fp16 exports of the session fixture
+# slow: the int8/fp16 exports of the session fixture (tiny_reduced), built in the setup of the first test
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(TRAINING_TIMEOUT)]
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])

@@ -14,7 +14,7 @@ from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ModelCard, encoder_filename
 from model.config import NetConfig
 from model.net import VIReIDNet
-from tests.conftest import TINY_MODEL_VERSION, ExportedModels
+from tests.conftest import TINY_MODEL_VERSION, TRAINING_TIMEOUT, ExportedModels
 from tests.training.conftest import write_sysu_tree
 from training.checkpoint import save_checkpoint
 from training.config import DataConfig, ExperimentConfig
@@ -32,6 +32,7 @@ def _ops(path: Path) -> Counter[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
 @pytest.mark.parametrize("modality", list(Modality))
 def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
     tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
@@ -59,6 +60,7 @@ def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
 @pytest.mark.parametrize("modality", list(Modality))
 def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(
     tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
