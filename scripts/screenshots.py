@@ -1,4 +1,6 @@
-"""Screenshots of the web page for the README (docs/img/ui-*.png), taken in Debian's chromium by Playwright.
+"""Screenshots of the web page for the README, taken in Debian's chromium by Playwright.
+
+They are docs/img/ui-search.png, ui-gallery.png, ui-add.png and ui-details.png.
 
 Usage, after ``scripts/demo.sh`` (which leaves its trained tiny model in ``demo/models`` and the synthetic set in
 ``demo/data``):
