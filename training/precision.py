@@ -1,9 +1,10 @@
 """Reduced-precision copies of an exported fp32 encoder (int8 QDQ, fp16) and their agreement with it.
 
-- ``int8``: ONNX Runtime static quantisation (``quantize_static``) in QDQ format, int8 activations and per-channel
-  int8 weights, MinMax ranges from calibration crops of the encoder's own modality, after ONNX Runtime's
-  quantisation pre-processing (shape inference, Conv+BatchNorm folding). For the CPU provider (VNNI int8 kernels);
-  TensorRT reads the same QDQ graph.
+- ``int8``: ONNX Runtime static quantisation (``quantize_static``) in QDQ format, unsigned 8-bit activations and
+  per-channel signed 8-bit weights (U8S8), MinMax ranges from calibration crops of the encoder's own modality,
+  after ONNX Runtime's quantisation pre-processing (shape inference, Conv+BatchNorm folding). U8S8 is the format
+  of ONNX Runtime's fast x86 int8 kernels: on AVX2 without VNNI, signed activations (S8S8) fall back to a kernel
+  that measured no faster than fp32 (docs/benchmarks.md). TensorRT reads the same QDQ graph.
 - ``fp16``: every float initializer and op in float16 for the CUDA provider, the graph's input and output staying
   float32 (casts at the ends), except the numerically delicate ops listed in ``FP16_KEEP_FLOAT32`` (the GeM powers
   and means, the L2 norm, instance normalisation), which keep float32 with casts around them. The CPU provider
@@ -141,7 +142,7 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=vector_bn,
