@@ -1,4 +1,5 @@
-"""Fixtures writing fake data set trees in the real on-disk layouts (tiny images), returning what they wrote."""
+"""Fixtures and helpers writing fake data set trees in the real on-disk layouts (tiny images), the synthetic set and
+a checkpointed run on a fake tree, returning what they wrote."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+
+from model.config import NetConfig
+from model.net import VIReIDNet
+from training.checkpoint import save_checkpoint
+from training.config import DataConfig, ExperimentConfig
+from training.synth import SynthConfig, generate
 
 
 def _write_image(path: Path, seed: int) -> None:
@@ -49,11 +57,6 @@ def write_sysu_tree(root: Path) -> FakeSYSU:
     return tree
 
 
-@pytest.fixture
-def sysu_tree(tmp_path: Path) -> FakeSYSU:
-    return write_sysu_tree(tmp_path / "SYSU-MM01")
-
-
 @dataclass
 class FakeRegDB:
     """A RegDB tree: ``lists[(subset, modality_word, trial)]`` holds the ``(relpath, label)`` lines written."""
@@ -79,11 +82,6 @@ def write_regdb_tree(root: Path) -> FakeRegDB:
                 (root / "idx" / f"{subset}_{word}_{trial}.txt").write_text(text)
                 tree.lists[(subset, word, trial)] = lines
     return tree
-
-
-@pytest.fixture
-def regdb_tree(tmp_path: Path) -> FakeRegDB:
-    return write_regdb_tree(tmp_path / "RegDB")
 
 
 @dataclass
@@ -125,6 +123,41 @@ def write_llcm_tree(root: Path) -> FakeLLCM:
                 tree.test_files[(modality_dir, cam, pid)] = paths
     (root / "idx" / "test_id.txt").write_text(",".join(str(i) for i in tree.test_ids))
     return tree
+
+
+def write_synth_set(factory: pytest.TempPathFactory, config: SynthConfig) -> Path:
+    """Generate the synthetic set of ``config`` in a fresh temporary folder and return its root."""
+    root = factory.mktemp("synth") / "set"
+    generate(root, config)
+    return root
+
+
+SYSU_RUN_NET = NetConfig(arch="resnet18", num_stripes=2, num_classes=3, input_height=32, input_width=16)
+
+
+def sysu_run_config(root: Path) -> ExperimentConfig:
+    """The config of a run of ``SYSU_RUN_NET`` on the fake SYSU-MM01 tree at ``root``, scored over two trials."""
+    data = DataConfig(name="sysu_mm01", root=root, num_trials=2)
+    return ExperimentConfig(experiment="ev", model=SYSU_RUN_NET, data=data)
+
+
+def write_sysu_run(work: Path) -> tuple[Path, VIReIDNet, Path]:
+    """A fake SYSU-MM01 tree in ``work/sysu`` and a seed-0 random net saved in ``work/run``: (checkpoint, net, root)."""
+    root = write_sysu_tree(work / "sysu").root
+    torch.manual_seed(0)
+    net = VIReIDNet(SYSU_RUN_NET).eval()
+    path = save_checkpoint(work / "run", {"model": net.state_dict()}, sysu_run_config(root), epoch=1, keep_epoch=False)
+    return path, net, root
+
+
+@pytest.fixture
+def sysu_tree(tmp_path: Path) -> FakeSYSU:
+    return write_sysu_tree(tmp_path / "SYSU-MM01")
+
+
+@pytest.fixture
+def regdb_tree(tmp_path: Path) -> FakeRegDB:
+    return write_regdb_tree(tmp_path / "RegDB")
 
 
 @pytest.fixture

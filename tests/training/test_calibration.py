@@ -13,6 +13,7 @@ from common.modality import Modality
 from common.model_card import ModelCard, encoder_filename
 from model.config import NetConfig
 from model.net import VIReIDNet
+from tests.training.conftest import write_synth_set
 from training.calibration import cross_modal_pair_scores, embedded_pairs, fit_score_calibration
 from training.calibration_report import main as report_main
 from training.calibration_report import markdown, reliability
@@ -21,7 +22,7 @@ from training.config import DataConfig, ExperimentConfig
 from training.data.base import DatasetLayoutError
 from training.data.sysu import identity_samples
 from training.export import main
-from training.synth import SynthConfig, generate
+from training.synth import SynthConfig
 
 NET = NetConfig(arch="resnet18", num_classes=4, num_stripes=1, input_height=32, input_width=16)
 SMALL = SynthConfig(ids=10, train_ids=8, images_per_cam=1, height=32, width=16, seed=3, calib_ids=3)
@@ -44,9 +45,7 @@ def test_pair_scores_split_same_and_different_identities() -> None:
 
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("calib") / "synth"
-    generate(root, SMALL)
-    return root
+    return write_synth_set(tmp_path_factory, SMALL)
 
 
 def test_fit_uses_the_calibration_ids_only(small_set: Path) -> None:

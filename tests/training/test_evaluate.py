@@ -11,28 +11,19 @@ import pytest
 import torch
 
 from common.modality import Modality
-from model.config import NetConfig
 from model.net import VIReIDNet
-from tests.training.conftest import write_sysu_tree
+from tests.training.conftest import SYSU_RUN_NET as NET
+from tests.training.conftest import sysu_run_config, write_sysu_run
 from training.checkpoint import checkpoint_hash, save_checkpoint
-from training.config import DataConfig, ExperimentConfig
 from training.data.sysu import process_gallery_sysu, process_query_sysu
 from training.evaluate import main
 from training.metrics import eval_sysu
 from training.transforms import eval_batch
 
-NET = NetConfig(arch="resnet18", num_stripes=2, num_classes=3, input_height=32, input_width=16)
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, VIReIDNet, Path]:
-    work = tmp_path_factory.mktemp("eval")
-    root = write_sysu_tree(work / "sysu").root
-    torch.manual_seed(0)
-    net = VIReIDNet(NET).eval()
-    cfg = ExperimentConfig(experiment="ev", model=NET, data=DataConfig(name="sysu_mm01", root=root, num_trials=2))
-    path = save_checkpoint(work / "run", {"model": net.state_dict()}, cfg, epoch=1, keep_epoch=False)
-    return path, net, root
+    return write_sysu_run(tmp_path_factory.mktemp("eval"))
 
 
 def _by_hand(net: VIReIDNet, root: Path, mode: str, trials: int) -> dict[str, float]:
@@ -88,7 +79,7 @@ def test_cli_untrained_scores_a_random_init_of_the_checkpoint_config(
     _, _, root = checkpoint
     torch.manual_seed(7)  # the checkpoint's weights differ from the seed-0 random init
     trained = VIReIDNet(NET).eval()
-    cfg = ExperimentConfig(experiment="ev", model=NET, data=DataConfig(name="sysu_mm01", root=root, num_trials=2))
+    cfg = sysu_run_config(root)
     path = save_checkpoint(tmp_path / "run", {"model": trained.state_dict()}, cfg, epoch=1, keep_epoch=False)
     out = tmp_path / "untrained.json"
     assert main(["--checkpoint", str(path), "--untrained", "--out", str(out), "--workers", "0", "--device", "cpu"]) == 0

@@ -9,29 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import NetConfig
 from model.net import VIReIDNet
-from tests.training.conftest import write_sysu_tree
-from training.checkpoint import save_checkpoint
-from training.config import DataConfig, ExperimentConfig
+from tests.training.conftest import write_sysu_run
 from training.data.sysu import SYSUMM01
 from training.evaluate import main
 from training.export import export_model
 from training.features import embed_samples
 from training.onnx_features import OnnxEmbedder
 
-NET = NetConfig(arch="resnet18", num_stripes=2, num_classes=3, input_height=32, input_width=16)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, VIReIDNet, Path]:
     """A checkpoint on a fake SYSU-MM01 tree, its fp32 export, the network and the tree's root."""
     work = tmp_path_factory.mktemp("onnx_eval")
-    root = write_sysu_tree(work / "sysu").root
-    torch.manual_seed(0)
-    net = VIReIDNet(NET).eval()
-    cfg = ExperimentConfig(experiment="ev", model=NET, data=DataConfig(name="sysu_mm01", root=root, num_trials=2))
-    checkpoint = save_checkpoint(work / "run", {"model": net.state_dict()}, cfg, epoch=1, keep_epoch=False)
+    checkpoint, net, root = write_sysu_run(work)
     model_dir = work / "models"
     export_model(net, model_dir, model_version="ev", experiment="ev", git_sha="ev")
     return checkpoint, model_dir, net, root

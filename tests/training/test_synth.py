@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.training.agw_reference import ref_process_gallery_sysu, ref_process_query_sysu
+from tests.training.conftest import write_synth_set
 from training.data.sysu import SYSUMM01, calibration_ids, identity_samples, process_gallery_sysu, process_query_sysu
 from training.synth import (
     LOWER,
@@ -29,9 +30,7 @@ TINY = SynthConfig(ids=12, train_ids=6, images_per_cam=3, height=64, width=32, s
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "set"
-    generate(root, TINY)
-    return root
+    return write_synth_set(tmp_path_factory, TINY)
 
 
 def test_layout_is_read_by_the_sysu_readers(synth_root: Path) -> None:
