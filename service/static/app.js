@@ -218,6 +218,30 @@ function initDetails() {
   });
 }
 
+// ---------------------------------------------------------------- shared form fields
+
+// Each <div data-item-fields="PREFIX"> replaced by a copy of the modality, label and camera fields of the
+// "item-fields" template: ids PREFIX-modality, PREFIX-label, PREFIX-camera, each tied to its label; the select
+// offers the div's data-modalities in order (the first selected, "all" being the empty value); data-label-hint and
+// data-camera-hint replace the inputs' placeholders.
+function itemFields() {
+  const template = $("item-fields");
+  for (const slot of document.querySelectorAll("[data-item-fields]")) {
+    const fields = template.content.cloneNode(true);
+    for (const control of fields.querySelectorAll("select, input")) {
+      control.id = `${slot.dataset.itemFields}-${control.name}`;
+      control.closest(".field").querySelector("label").htmlFor = control.id;
+      const hint = slot.getAttribute(`data-${control.name}-hint`);
+      if (hint) control.placeholder = hint;
+    }
+    const select = fields.querySelector("select");
+    const options = new Map(Array.from(select.options, (option) => [option.value || "all", option]));
+    select.replaceChildren(...slot.dataset.modalities.split(" ").map((name) => options.get(name)));
+    select.selectedIndex = 0;
+    slot.replaceWith(fields);
+  }
+}
+
 // ---------------------------------------------------------------- search
 
 function showQuery(files) {
@@ -536,6 +560,7 @@ function initKey() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  itemFields();
   initKey();
   initTabs();
   initDetails();

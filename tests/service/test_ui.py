@@ -228,3 +228,27 @@ def test_a_non_image_gets_a_readable_message(page: tuple[playwright_api.Page, Wa
     expect()(alert).to_contain_text("Not an image: notes.txt: not a decodable image")
     expect()(p.get_by_role("list", name="Matches").get_by_role("listitem")).to_have_count(0)
     assert len(watch.console_errors) == 1 and "415" in watch.console_errors[0], watch.console_errors
+
+
+def test_each_form_gets_its_own_copy_of_the_shared_fields(page: tuple[playwright_api.Page, Watch]) -> None:
+    p, watch = page
+    expect()(p.locator("#gallery-camera")).to_be_attached()
+    assert p.locator("[data-item-fields]").count() == 0  # every placeholder replaced by its fields
+    ids = p.eval_on_selector_all("[id]", "(elements) => elements.map((e) => e.id)")
+    assert len(ids) == len(set(ids)), ids
+    forms = {  # prefix: modalities offered (the first selected), label hint, camera hint
+        "search": (["ir", "vis"], "any", "any"),
+        "gallery": (["", "vis", "ir"], "any", "any"),
+        "add": (["vis", "ir"], "person id, optional", "optional"),
+    }
+    for prefix, (modalities, label_hint, camera_hint) in forms.items():
+        modality = p.locator(f"#{prefix}-modality")
+        assert modality.evaluate("(select) => [...select.options].map((o) => o.value)") == modalities, prefix
+        expect()(modality).to_have_value(modalities[0])
+        expect()(p.locator(f"#{prefix}-label")).to_have_attribute("placeholder", label_hint)
+        expect()(p.locator(f"#{prefix}-camera")).to_have_attribute("placeholder", camera_hint)
+        for name, text in (("modality", "Modality"), ("label", "Label"), ("camera", "Camera")):
+            tied = p.eval_on_selector(f"#{prefix}-{name}", "(control) => [...control.labels].map((l) => l.textContent)")
+            assert tied == [text], (prefix, name)
+            assert p.locator(f"#{prefix}-{name}").evaluate("(c) => c.form.id") == f"{prefix}-form"
+    assert not watch.console_errors, watch.console_errors
