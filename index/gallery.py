@@ -1,18 +1,15 @@
 """FaissGallery: the ``Gallery`` protocol on one FAISS index per modality, SQLite metadata and a manifest.
 
-Directory layout: ``manifest.json`` (format, embedding_dim, model_version, git_sha, index config),
-``metadata.sqlite`` (items, their vectors in ``config.vector_dtype``, the id counter) and ``faiss_vis.index`` /
-``faiss_ir.index``.
+Directory layout and the checks ``open`` makes there: ``index/layout.py``.
 
 Consistency: SQLite is the source of truth. An add commits items *and vectors* to SQLite (one transaction,
 WAL, ``synchronous=FULL``: durable on return) before the vectors enter the in-memory FAISS index; a delete removes
 the vector from FAISS before its SQLite transaction commits. Ids come from a counter in the same transaction,
 are int64, monotonic and never reused, so an id names one immutable vector forever. The FAISS files are
-snapshots (checkpoints), written by a background worker after ``checkpoint_every`` changes, on ``checkpoint()``
-and on ``close()``, each atomically (temp file, fsync, ``os.replace``, fsync dir). Opening a directory loads each
-snapshot and reconciles it with SQLite by id set difference: ids only in FAISS are removed, ids only in SQLite are added
-from their stored vectors; a missing or unreadable snapshot is rebuilt from SQLite. A crash at any point
-therefore reopens to exactly the committed SQLite state: an add or delete that did not return is either fully
+snapshots (``index/snapshots.py``), written atomically by a background worker after ``checkpoint_every`` changes,
+on ``checkpoint()`` and on ``close()``. Opening a directory loads each snapshot and reconciles it with SQLite by id
+set difference (``index/index_sync.py``); a missing or unreadable snapshot is rebuilt from SQLite. A crash at any
+point therefore reopens to exactly the committed SQLite state: an add or delete that did not return is either fully
 there or fully absent. A changed index build config (exact <-> ivf, nlist, quantiser) rebuilds from SQLite and
 writes the new snapshots before the manifest that names the config; on open each snapshot's own type and build
 parameters are checked against the config too, so a crash between those writes never serves the old index.
@@ -24,9 +21,7 @@ IVF training run on the gallery's background worker (``index/background.py``), n
 returns once committed and in memory, and hands due work to the worker, whose failures (a full disk) are logged
 and retried, never reported to a write that succeeded. A snapshot copies each index under the shared lock and
 writes the copy with no lock held, so no search or write waits for a disk write or a training run, at most for
-that in-memory copy (a snapshot needs memory for one modality's index twice over). Snapshots lag the committed
-state by the changes since the last one; SQLite holds those, and open replays them. ``close()`` lets running work
-finish first.
+that in-memory copy. ``close()`` lets running work finish first.
 
 Approximate (``kind="ivf"``): a modality is exact until it holds ``train_threshold`` items; once it does, the
 worker trains the IVF index on (a sample of) the stored vectors and fills it with no lock held, replays the
@@ -46,84 +41,24 @@ from pathlib import Path
 
 import numpy as np
 
-from common.fsio import TEMP_SUFFIX, remove_stale_temps
 from common.modality import Modality
+from index import faiss_search
 from index import vector_index as vi
 from index.background import BackgroundWorker
 from index.base import GalleryItem, Match, NewItem, SearchFilter
 from index.config import IndexConfig
-from index.dirlock import LOCK_NAME, DirectoryLock, lock_directory
-from index.errors import GalleryCorruptError, GalleryError, InvalidEmbeddingError, ItemNotFoundError
+from index.dirlock import DirectoryLock, lock_directory
+from index.embeddings import stack_embeddings, validate_embeddings
+from index.errors import GalleryError, ItemNotFoundError
+from index.index_sync import IndexSync
+from index.layout import index_filename, prepare_locked, refuse_foreign_folder
 from index.locks import ReadWriteLock
 from index.manifest import MANIFEST_NAME, Manifest
 from index.metadata import SQLITE_NAME, MetadataStore
+from index.snapshots import Snapshots
 from index.vector_storage import at_rest
 
 logger = logging.getLogger(__name__)
-
-NORM_TOLERANCE = 1e-3
-_CHUNK = 8192  # vectors read from SQLite at a time when (re)building an index
-_TRAIN_PER_LIST = 64  # IVF training sample: at most this many vectors per list
-# What creating a gallery leaves before its manifest exists: such a folder is still new, not someone else's.
-_NEW_GALLERY_LEFTOVERS = frozenset({MANIFEST_NAME + TEMP_SUFFIX, LOCK_NAME})
-
-
-def index_filename(modality: Modality) -> str:
-    """File name of one modality's FAISS snapshot inside a gallery directory."""
-    return f"faiss_{modality.value}.index"
-
-
-def validate_embeddings(embeddings: np.ndarray, dim: int, what: str) -> np.ndarray:
-    """Return float32 C-contiguous ``(n, dim)`` rows, each finite and of unit L2 norm.
-
-    Raises:
-        InvalidEmbeddingError: wrong shape, non-finite values, or a norm off 1 by more than ``NORM_TOLERANCE``.
-    """
-    arr = np.asarray(embeddings)
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise InvalidEmbeddingError(f"{what} must have shape (n, {dim}), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        raise InvalidEmbeddingError(f"{what} rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf")
-    norms = np.linalg.norm(arr, axis=1)
-    off = np.abs(norms - 1.0) > NORM_TOLERANCE
-    if off.any():
-        first = int(np.flatnonzero(off)[0])
-        raise InvalidEmbeddingError(
-            f"{what} rows {np.flatnonzero(off)[:10].tolist()} are not L2-normalised (row {first} has norm "
-            f"{norms[first]:.6f}); pass the encoder's normalised embeddings"
-        )
-    return arr
-
-
-def stack_embeddings(items: Sequence[NewItem], dim: int) -> np.ndarray:
-    """The items' embeddings as validated float32 ``(n, dim)`` rows (see ``validate_embeddings``).
-
-    Raises:
-        InvalidEmbeddingError: an embedding is not ``(dim,)``, finite and L2-normalised.
-    """
-    rows = [np.asarray(item.embedding).reshape(1, -1) for item in items]
-    if any(row.shape[1] != dim for row in rows):
-        shapes = sorted({np.asarray(item.embedding).shape for item in items})
-        raise InvalidEmbeddingError(f"embeddings must have shape ({dim},), got {shapes}")
-    return validate_embeddings(np.concatenate(rows), dim, "embeddings")
-
-
-def _refuse_foreign_folder(directory: Path) -> None:
-    """Refuse a folder that is neither a gallery nor new (absent, empty, or holding only a new gallery's leftovers).
-
-    Raises:
-        GalleryCorruptError: ``directory`` has other files but no manifest; nothing in it was touched.
-    """
-    if (directory / MANIFEST_NAME).exists() or not directory.exists():
-        return
-    foreign = sorted(p.name for p in directory.iterdir() if p.name not in _NEW_GALLERY_LEFTOVERS)
-    if foreign:
-        raise GalleryCorruptError(
-            f"{directory} is not empty but has no {MANIFEST_NAME} (it holds {foreign[:5]}), so it is not a gallery "
-            "and was left untouched; point the data dir at a gallery, an empty folder or a new path"
-        )
 
 
 class FaissGallery:
@@ -139,12 +74,10 @@ class FaissGallery:
         self._manifest = manifest
         self._store = store
         self._indexes: dict[Modality, vi.FaissIndex] = {}
+        self._sync = IndexSync(store, config, manifest.embedding_dim)
         self._write_mutex = threading.Lock()
         self._rw = ReadWriteLock()
-        self._snapshot_lock = threading.Lock()  # one snapshot at a time (they share the temp file names)
-        self._state = threading.Lock()  # guards the two fields below
-        self._changes = 0  # since the last checkpoint
-        self._snapshot_due = False  # a snapshot is wanted whatever _changes says (a trained IVF index)
+        self._snapshots = Snapshots(directory, self._copy_index, config.checkpoint_every)
         self._worker = BackgroundWorker(self._background_pass, f"gallery maintenance of {directory}")
         self._closed = False
 
@@ -166,7 +99,7 @@ class FaissGallery:
         """
         directory = Path(directory)
         config = config or IndexConfig()
-        _refuse_foreign_folder(directory)  # before anything is written to or removed from it
+        refuse_foreign_folder(directory)  # before anything is written to or removed from it
         if (directory / MANIFEST_NAME).exists():  # read-only, so a mismatch is named even while another holds it
             Manifest.read(directory).check(directory, embedding_dim, model_version)
         directory.mkdir(parents=True, exist_ok=True)
@@ -188,24 +121,7 @@ class FaissGallery:
         lock: DirectoryLock,
     ) -> FaissGallery:
         """``open`` once this process holds the directory: nobody else writes to it from here on."""
-        for stale in remove_stale_temps(directory):
-            logger.warning("removed %s left by an interrupted save", stale)
-        if (directory / MANIFEST_NAME).exists():
-            manifest = Manifest.read(directory)
-            manifest.check(directory, embedding_dim, model_version)
-            if not (directory / SQLITE_NAME).exists() and any(
-                (directory / index_filename(m)).exists() for m in Modality
-            ):
-                raise GalleryCorruptError(
-                    f"{directory / SQLITE_NAME} is missing; the index files alone are not a gallery"
-                )
-        else:
-            _refuse_foreign_folder(directory)
-            manifest = Manifest(
-                embedding_dim=embedding_dim, model_version=model_version, git_sha=git_sha, index=config.model_dump()
-            )
-            manifest.write(directory)
-            logger.info("created gallery %s (dim %d, model %s)", directory, embedding_dim, model_version)
+        manifest = prepare_locked(directory, embedding_dim, model_version, git_sha, config)
         store = MetadataStore(directory / SQLITE_NAME, embedding_dim, config.vector_dtype)
         gallery = cls(directory, manifest, store, config, lock)
         try:
@@ -240,75 +156,24 @@ class FaissGallery:
                     index = vi.read(path)
                 except RuntimeError as exc:
                     logger.warning("%s is unreadable (%s); rebuilding it from metadata.sqlite", path, exc)
-                if index is not None and not self._fits(path, index):
+                if index is not None and not self._sync.fits(path, index):
                     index = None
                     refit = True  # rewrite that snapshot now
-            self._indexes[modality] = index if index is not None else self._build(modality)
-            self._add_changes(self._reconcile(modality, self._indexes[modality]))
+            self._indexes[modality] = index if index is not None else self._sync.build(modality)
+            self._snapshots.add_changes(self._sync.reconcile(modality, self._indexes[modality]))
         for modality in Modality:
             self._maybe_upgrade(modality)
         if rebuild or refit:
-            self._checkpoint()
-        self._maybe_checkpoint()
+            self._snapshots.write()
+        self._snapshots.write_if_due()
         if rebuild:  # last: a crash before this leaves the old manifest, and the next open rebuilds again
             self._manifest = Manifest(**{**self._manifest.__dict__, "index": self.config.model_dump()})
             self._manifest.write(self.directory)
 
-    def _fits(self, path: Path, index: vi.FaissIndex) -> bool:
-        """Whether a snapshot read from ``path`` is the index the config builds (else it is rebuilt, with a warning).
-
-        An exact snapshot fits an IVF config too: a modality stays exact until ``train_threshold`` items.
-        """
-        if index.d != self.embedding_dim:
-            logger.warning("%s has dimension %d, expected %d; rebuilding", path, index.d, self.embedding_dim)
-            return False
-        have, want = vi.build_params(index), self.config.build_params()
-        if have["kind"] == "exact" or have == {k: want.get(k) for k in have}:
-            return True
-        logger.warning("%s is a %s index, the config asks for %s; rebuilding it from metadata.sqlite", path, have, want)
-        return False
-
-    def _build(self, modality: Modality) -> vi.FaissIndex:
-        """A new empty index for ``modality``: IVF trained on its stored vectors if there are enough, else exact."""
-        ids = self._store.ids(modality)
-        if self.config.kind != "ivf" or len(ids) < self.config.train_threshold:
-            return vi.new_exact(self.embedding_dim)
-        n_train = min(len(ids), max(self.config.nlist, _TRAIN_PER_LIST * self.config.nlist))
-        sample = np.sort(np.random.default_rng(0).choice(ids, size=n_train, replace=False))
-        _, train = self._store.vectors(sample)
-        logger.info(
-            "training IVF (nlist %d, %s) for %s on %d vectors",
-            self.config.nlist,
-            self.config.quantizer,
-            modality.value,
-            len(train),
-        )
-        return vi.new_ivf(self.config, self.embedding_dim, train)
-
-    def _reconcile(self, modality: Modality, index: vi.FaissIndex) -> int:
-        """Make ``index`` hold exactly the ids SQLite holds for ``modality``; returns how many changed."""
-        have, want = vi.index_ids(index), self._store.ids(modality)
-        extra, missing = np.setdiff1d(have, want), np.setdiff1d(want, have)
-        if len(extra):
-            vi.remove(index, extra)
-        for start in range(0, len(missing), _CHUNK):
-            found, vectors = self._store.vectors(missing[start : start + _CHUNK])
-            vi.add(index, found, vectors)
-        if len(extra) or len(missing):
-            logger.info(
-                "%s index: replayed %d adds and %d deletes from metadata.sqlite",
-                modality.value,
-                len(missing),
-                len(extra),
-            )
-        return len(extra) + len(missing)
-
     def _upgrade_due(self, modality: Modality) -> bool:
         """Whether ``modality`` is still exact although it holds enough items for its IVF index."""
         index = self._indexes.get(modality)
-        if self.config.kind != "ivf" or index is None or vi.is_ivf(index):
-            return False
-        return bool(index.ntotal >= self.config.train_threshold)
+        return index is not None and self._sync.upgrade_due(index)
 
     def _maybe_upgrade(self, modality: Modality) -> None:
         """Replace an exact index by a trained IVF index once the modality is large enough.
@@ -318,19 +183,17 @@ class FaissGallery:
         """
         if not self._upgrade_due(modality):
             return
-        index = self._build(modality)
+        index = self._sync.build(modality)
         if not vi.is_ivf(index):
             return  # deletes took the modality below the threshold meanwhile
-        self._reconcile(modality, index)
+        self._sync.reconcile(modality, index)
         with self._write_mutex:
             if self._closed:
                 return
-            self._reconcile(modality, index)
+            self._sync.reconcile(modality, index)
             with self._rw.write():
                 self._indexes[modality] = index
-        with self._state:
-            self._changes += 1
-            self._snapshot_due = True  # training is costly: keep its result on disk
+        self._snapshots.want()  # training is costly: keep its result on disk
 
     def rebuild(self) -> None:
         """Retrain and refill every modality's index from the stored vectors (e.g. after the gallery grew far
@@ -338,11 +201,11 @@ class FaissGallery:
         self._check_open()
         with self._write_mutex:
             for modality in Modality:
-                index = self._build(modality)
-                self._reconcile(modality, index)
+                index = self._sync.build(modality)
+                self._sync.reconcile(modality, index)
                 with self._rw.write():
                     self._indexes[modality] = index
-            self._checkpoint()
+            self._snapshots.write()
 
     @property
     def embedding_dim(self) -> int:
@@ -381,7 +244,7 @@ class FaissGallery:
                         vi.remove(self._indexes[modality], ids)
                 self._store.delete(ids.tolist())
                 raise
-            self._add_changes(len(ids))
+            self._snapshots.add_changes(len(ids))
             self._maintain()
         return [int(i) for i in ids]
 
@@ -438,7 +301,7 @@ class FaissGallery:
                 with self._rw.write():
                     vi.add(index, ids, vectors)
                 raise
-            self._add_changes(1)
+            self._snapshots.add_changes(1)
             self._maintain()
 
     def search(
@@ -446,10 +309,7 @@ class FaissGallery:
     ) -> builtins.list[builtins.list[Match]]:
         """Top-k matches for each query row of float32 ``(n, dim)``, best first.
 
-        Exactly the ``top_k`` best matching items when enough match (exact index), filtered by modality (one
-        index each), label and camera (a FAISS id selector, or exact scoring of the stored vectors when at most
-        ``filter_exact_limit`` items match) and then ``min_score``. An IVF index's candidates are re-scored
-        exactly from the stored vectors unless ``config.rerank`` is 1.
+        Filtered by modality, label, camera and then ``min_score``; how: ``index/faiss_search.py``.
         """
         self._check_open()
         if top_k < 1:
@@ -458,51 +318,17 @@ class FaissGallery:
         if len(queries) == 0:
             return []
         where = where or SearchFilter()
-        modalities = [Modality(where.modality)] if where.modality is not None else list(Modality)
-        filtered = where.label is not None or where.camera is not None
         with self._rw.read():
-            results = []
-            for modality in modalities:
-                index = self._indexes[modality]
-                among = self._store.ids(modality, where.label, where.camera) if filtered else None
-                if among is not None and len(among) <= self.config.filter_exact_limit:
-                    found, vectors = self._store.vectors(among)
-                    results.append(vi.exact_top_k(queries, vectors, found, top_k))
-                elif among is None or len(among):
-                    results.append(self._search_index(index, queries, top_k, among))
-            if not results:
+            found = faiss_search.top_k_ids(self._indexes, self._store, self.config, queries, top_k, where)
+            if found is None:
                 return [[] for _ in range(len(queries))]
-            scores, ids = vi.merge_top_k(results, top_k)
+            scores, ids = found
             items = self._store.get_many(np.unique(ids[ids >= 0]).tolist())
-        min_score = -np.inf if where.min_score is None else where.min_score
-        return [
-            [
-                Match(item=items[int(i)], score=float(s))
-                for s, i in zip(row_scores, row_ids, strict=True)
-                if i >= 0 and s >= min_score and int(i) in items
-            ]
-            for row_scores, row_ids in zip(scores, ids, strict=True)
-        ]
-
-    def _search_index(
-        self, index: vi.FaissIndex, queries: np.ndarray, top_k: int, among: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of one modality's index; an IVF index's ``top_k * rerank`` candidates re-scored exactly."""
-        if not vi.is_ivf(index) or self.config.rerank == 1:
-            return vi.search(index, queries, top_k, self.config.nprobe, among)
-        _, candidates = vi.search(index, queries, top_k * self.config.rerank, self.config.nprobe, among)
-        found, vectors = self._store.vectors(np.unique(candidates[candidates >= 0]))
-        return vi.rerank_exact(queries, candidates, found, vectors, top_k)
-
-    def _add_changes(self, n: int) -> None:
-        with self._state:
-            self._changes += n
+        return faiss_search.to_matches(scores, ids, items, where.min_score)
 
     def _work_due(self) -> bool:
         """Whether a snapshot or an IVF training run is due."""
-        with self._state:
-            due = self._snapshot_due or self._changes >= self.config.checkpoint_every
-        return due or any(self._upgrade_due(m) for m in Modality)
+        return self._snapshots.due() or any(self._upgrade_due(m) for m in Modality)
 
     def _maintain(self) -> None:
         """After a committed write: hand due IVF training and snapshots to the background worker; returns at once.
@@ -519,46 +345,24 @@ class FaissGallery:
             if self._worker.stopping:
                 return
             self._maybe_upgrade(modality)
-        self._maybe_checkpoint()
+        self._snapshots.write_if_due()
 
     def wait_idle(self) -> None:
         """Block until the background work due now (IVF training, a snapshot) has run; it may have failed (logged)."""
         self._check_open()
         self._worker.wait_idle()
 
-    def _maybe_checkpoint(self) -> None:
-        with self._state:
-            due = self._snapshot_due or self._changes >= self.config.checkpoint_every
-        if due:
-            self._checkpoint()
-
     def checkpoint(self) -> None:
         """Snapshot the FAISS indexes to disk now (bounds the replay on the next open)."""
         self._check_open()
         with self._write_mutex:  # not concurrently with close()
             self._check_open()
-            self._checkpoint()
+            self._snapshots.write()
 
-    def _checkpoint(self) -> None:
-        """Write every modality's index atomically: a copy taken under the shared read lock (a writer waits for a
-        memory copy, a reader for nothing) is written to disk with no gallery lock held."""
-        with self._snapshot_lock:
-            with self._state:
-                changes, due = self._changes, self._snapshot_due
-                self._snapshot_due = False
-            try:
-                for modality in Modality:
-                    with self._rw.read():
-                        copy = vi.clone(self._indexes[modality])
-                    vi.write(copy, self.directory / index_filename(modality))
-                    del copy
-            except BaseException:
-                with self._state:
-                    self._snapshot_due = self._snapshot_due or due
-                raise
-            with self._state:
-                self._changes -= changes
-        logger.info("checkpointed %s after %d changes", self.directory, changes)
+    def _copy_index(self, modality: Modality) -> vi.FaissIndex:
+        """A private copy of ``modality``'s current index, taken under the shared lock (for a snapshot)."""
+        with self._rw.read():
+            return vi.clone(self._indexes[modality])
 
     def close(self) -> None:
         """Let running background work finish, snapshot if anything changed, release the gallery and its directory;
@@ -568,9 +372,8 @@ class FaissGallery:
             if self._closed:
                 return
             try:
-                missing = any(not (self.directory / index_filename(m)).exists() for m in Modality)
-                if missing or self._changes or self._snapshot_due:
-                    self._checkpoint()
+                if self._snapshots.outstanding():
+                    self._snapshots.write()
             except Exception:
                 logger.exception(
                     "final snapshot of %s failed; the next open replays from metadata.sqlite", self.directory

@@ -26,8 +26,8 @@ from pymilvus import MilvusClient
 
 from common.modality import Modality
 from index.base import GalleryItem, Match, NewItem, SearchFilter
+from index.embeddings import stack_embeddings, validate_embeddings
 from index.errors import GalleryError, ItemNotFoundError
-from index.gallery import stack_embeddings, validate_embeddings
 from index.milvus import expressions as ex
 from index.milvus.config import MilvusConfig
 from index.milvus.connection import MilvusConnection

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.modality import MODALITY_NAMES, Modality
 from index.base import Gallery, SearchFilter
+from index.embeddings import NORM_TOLERANCE
 from index.fusion import FusionError, fuse_embeddings
 from index.kreciprocal import KReciprocalParams
 from index.reranked_search import reranked_search
@@ -29,7 +30,6 @@ from service.schemas import EMBEDDING_QUERY_EXAMPLE, EmbeddingQuery, MatchOut, S
 
 router = APIRouter(tags=["search"], route_class=MediaTypeRoute)
 
-NORM_TOLERANCE = 1e-3
 ALL_MODALITIES = ("any", "all")
 _OPERATION: dict[str, Any] = {
     "response_model": SearchResponse,

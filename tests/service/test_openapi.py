@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from common.modality import MODALITY_NAMES
+from index.base import GalleryItem
 from service.app import create_app
+from service.schemas import GalleryItemOut
 from service.settings import Settings
 from tests.service.support import files, image_bytes, serve, with_settings
 
@@ -127,3 +130,9 @@ async def test_uploads_take_one_to_max_files_per_request_as_documented(settings:
             assert_documented_error(spec, "post", path, r)
             r = await client.post(path, params={"modality": "vis"}, files=files(image_bytes(1), image_bytes(2)))
             assert r.status_code < 300, r.text
+
+
+def test_the_item_schema_names_every_field_of_a_gallery_item() -> None:
+    """``GalleryItemOut`` is declared apart from ``index.base.GalleryItem`` (it is the HTTP contract), so a field
+    added to the dataclass must be added to the schema on purpose: this fails until it is."""
+    assert list(GalleryItemOut.model_fields) == [f.name for f in dataclasses.fields(GalleryItem)]
