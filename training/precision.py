@@ -108,6 +108,14 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
 
 def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
     """Write ``dst``: the fp32 encoder ``src`` statically quantised (QDQ, per-channel) on ``calibration`` images."""
+    card = dataclasses.replace(read_card(src), precision="int8")
+    proto = _with_card(quantize_qdq(src, calibration), card)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(dst))
+
+
+def quantize_qdq(src: Path, calibration: np.ndarray) -> onnx.ModelProto:
+    """Any fp32 image graph at ``src`` (input ``images``) quantised as the int8 export does it, no metadata."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -129,7 +137,6 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             batch = next(self.batches, None)
             return None if batch is None else {ONNX_INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
 
-    card = dataclasses.replace(read_card(src), precision="int8")
     with tempfile.TemporaryDirectory(prefix="vireid-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quantized = Path(tmp) / "quantized.onnx"
@@ -147,9 +154,7 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=vector_bn,
         )
-        proto = _with_card(onnx.load(str(quantized)), card)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(dst))
+        return onnx.load(str(quantized))
 
 
 def embed_onnx(path: Path, images: np.ndarray, batch: int = AGREEMENT_BATCH) -> np.ndarray:

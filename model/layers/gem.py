@@ -46,7 +46,12 @@ class StripeGeM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Pool ``(N, C, H, W)`` into ``(N, P, C)`` stripe vectors (stripe 0 at the top)."""
         powered = x.clamp(min=self.eps).pow(self.p)
-        bounds = stripe_bounds(int(x.shape[2]), self.num_stripes)
+        height = int(x.shape[2])
+        if height % self.num_stripes == 0:  # equal stripes: one reshape and one mean, no slices
+            n, c, _, w = powered.shape
+            pooled = powered.reshape(n, c, self.num_stripes, height // self.num_stripes, w).mean(dim=(3, 4))
+            return pooled.transpose(1, 2).pow(1.0 / self.p)
+        bounds = stripe_bounds(height, self.num_stripes)
         stripes = [powered[:, :, start:end].mean(dim=(2, 3)) for start, end in bounds]
         return torch.stack(stripes, dim=1).pow(1.0 / self.p)
 

@@ -56,6 +56,11 @@ class CBAMMask(nn.Module):
         ms = self.spatial(mc * x)
         return mc * ms
 
+    def masked(self, x: Tensor) -> Tensor:
+        """``M(x) * x`` as ``Ms * (Mc * x)``: reuses ``Mc * x`` and never builds the full-size mask."""
+        refined = self.channel(x) * x
+        return self.spatial(refined) * refined
+
 
 class HAGL(nn.Module):
     """Hybrid attention guided learning: ``X = M(F) * F + (1 - M(F_bar)) * F_bar`` with ``F_bar = IN(F)``.
@@ -70,6 +75,10 @@ class HAGL(nn.Module):
         self.mask = CBAMMask(channels, reduction, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply HAGL to ``(N, C, H, W)`` features; the output has the same shape."""
+        """Apply HAGL to ``(N, C, H, W)`` features; the output has the same shape.
+
+        Computed as ``M(F) * F + F_bar - M(F_bar) * F_bar``, the same value with two full-size products fewer per
+        mask (docs/benchmarks.md, where the encoder's time goes).
+        """
         normed = self.norm(x)
-        return self.mask(x) * x + (1.0 - self.mask(normed)) * normed
+        return self.mask.masked(x) + normed - self.mask.masked(normed)

@@ -36,6 +36,14 @@ def test_gem_matches_the_formula_on_uneven_stripes():
     torch.testing.assert_close(out[:, 1], bottom)
 
 
+def test_gem_matches_the_formula_on_equal_stripes():
+    # the reshape path (height divisible by the stripes) against per-stripe slices written out
+    x = torch.rand(2, 3, 6, 2, generator=torch.Generator().manual_seed(1))
+    gem = StripeGeM(num_stripes=3, p=3.0)
+    expected = torch.stack([x[:, :, i : i + 2].pow(3).mean(dim=(2, 3)).pow(1 / 3) for i in (0, 2, 4)], dim=1)
+    torch.testing.assert_close(gem(x), expected)
+
+
 def test_gem_hand_worked_value():
     # one stripe of values 1 and 2: ((1 + 8) / 2) ** (1/3)
     x = torch.tensor([1.0, 2.0]).view(1, 1, 2, 1)

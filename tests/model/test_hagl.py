@@ -61,3 +61,11 @@ def test_mask_values_lie_in_the_open_unit_interval_and_broadcast_to_the_input():
     mask = hagl.mask(x)
     assert mask.shape == x.shape
     assert bool(((mask > 0) & (mask < 1)).all())
+
+
+def test_masked_features_equal_the_mask_times_the_features():
+    hagl = HAGL(32)
+    _randomise(hagl, seed=3)
+    x = torch.randn(2, 32, 6, 3, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(hagl.mask.masked(x), hagl.mask(x) * x, atol=1e-6, rtol=1e-5)
