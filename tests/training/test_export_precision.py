@@ -19,7 +19,8 @@ from tests.training.conftest import write_sysu_tree
 from training.checkpoint import save_checkpoint
 from training.config import DataConfig, ExperimentConfig
 from training.crops import dataset_crops, synthetic_crops
-from training.export import EncoderGraph, export_model, main, untrained_network
+from training.export import EncoderGraph, ExportOptions, export_model, untrained_network
+from training.export_cli import main
 from training.precision import AgreementError, agreement, embed_onnx, read_card
 from training.projection import fit_pca
 
@@ -106,7 +107,8 @@ def test_projection_is_baked_into_the_graph_and_the_card(tmp_path: Path) -> None
     net = VIReIDNet(NetConfig(arch="resnet18", num_classes=4, num_stripes=2, input_height=32, input_width=16)).eval()
     rng = np.random.default_rng(1)
     projection = fit_pca(rng.standard_normal((64, net.embedding_dim)).astype(np.float32), 24)
-    paths = export_model(net, tmp_path, projection=projection, model_version="p", experiment="p", git_sha="p")
+    options = ExportOptions(projection=projection)
+    paths = export_model(net, tmp_path, model_version="p", experiment="p", git_sha="p", options=options)
     path = paths[Modality.INFRARED]
     card = read_card(path)
     assert (card.embedding_dim, card.projection, card.precision) == (24, "pca 1024->24", "fp32")
@@ -133,9 +135,9 @@ def test_calibration_crops_come_from_each_modality_and_are_bounded(tmp_path: Pat
 
 
 def test_untrained_network_is_seeded_and_versioned_by_its_config() -> None:
-    first, version, experiment = untrained_network(REPO / "configs" / "tiny.yaml")
+    first, version, cfg = untrained_network(REPO / "configs" / "tiny.yaml")
     second, again, _ = untrained_network(REPO / "configs" / "tiny.yaml")
-    assert version == again and version.startswith("untrained-") and experiment == "tiny"
+    assert version == again and version.startswith("untrained-") and cfg.experiment == "tiny"
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
