@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,29 @@ def _ops(path: Path) -> Counter[str]:
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
+@dataclass(frozen=True)
+class TinyEncoders:
+    """One modality's tiny encoder at each precision: ``tiny_exported`` (fp32) and ``tiny_reduced`` (int8, fp16)."""
+
+    modality: Modality
+    paths: dict[str, Path]  # precision -> ONNX file
+
+
+@pytest.fixture(params=list(Modality), ids=lambda m: m.value)
+def tiny_encoders(
+    request: pytest.FixtureRequest, tiny_reduced: dict[str, Path], tiny_exported: ExportedModels
+) -> TinyEncoders:
+    """The tiny encoders of one modality per precision; a test taking them runs once per modality."""
+    modality: Modality = request.param
+    name = encoder_filename(modality)
+    reduced = {precision: directory / name for precision, directory in tiny_reduced.items()}
+    return TinyEncoders(modality, {"fp32": tiny_exported.model_dir / name, **reduced})
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
-@pytest.mark.parametrize("modality", list(Modality))
-def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
-    tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
-) -> None:
-    path = tiny_reduced["int8"] / encoder_filename(modality)
+def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(tiny_encoders: TinyEncoders) -> None:
+    path = tiny_encoders.paths["int8"]
     proto = onnx.load(str(path))
     ops = _ops(path)
     assert ops["QuantizeLinear"] > 10 and ops["DequantizeLinear"] > 10
@@ -52,21 +69,18 @@ def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
     card = read_card(path)
     assert (card.precision, card.modality, card.model_version, card.embedding_dim) == (
         "int8",
-        modality,
+        tiny_encoders.modality,
         TINY_MODEL_VERSION,
         1024,
     )
-    found = agreement(tiny_exported.model_dir / encoder_filename(modality), path, IMAGES)
+    found = agreement(tiny_encoders.paths["fp32"], path, IMAGES)
     assert found.min_cosine > 0.95 and found.count == len(IMAGES)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
-@pytest.mark.parametrize("modality", list(Modality))
-def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(
-    tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
-) -> None:
-    path = tiny_reduced["fp16"] / encoder_filename(modality)
+def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(tiny_encoders: TinyEncoders) -> None:
+    path = tiny_encoders.paths["fp16"]
     proto = onnx.load(str(path))
     types = Counter(i.data_type for i in proto.graph.initializer)
     assert types[onnx.TensorProto.FLOAT16] > types[onnx.TensorProto.FLOAT]
@@ -75,7 +89,7 @@ def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(
     assert read_card(path).precision == "fp16"
     out = embed_onnx(path, IMAGES)  # runs on the CPU provider
     assert out.dtype == np.float32 and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
-    assert agreement(tiny_exported.model_dir / encoder_filename(modality), path, IMAGES).min_cosine > 0.999
+    assert agreement(tiny_encoders.paths["fp32"], path, IMAGES).min_cosine > 0.999
 
 
 def test_disagreement_past_the_threshold_refuses_and_writes_nothing(tmp_path: Path) -> None:
