@@ -16,11 +16,11 @@ import logging
 import tempfile
 from pathlib import Path
 
-from training.calibration import dataset_crops
 from training.checkpoint import checkpoint_hash, load_model
+from training.crops import dataset_crops
 from training.data.datasets import build_dataset
 from training.evaluate import data_configs, evaluate_onnx
-from training.export import export_model
+from training.export import ExportOptions, export_model
 from training.projection import Projection, fit_pca, training_features
 
 
@@ -60,7 +60,7 @@ def main() -> None:
                 model_version="accuracy",
                 experiment=cfg.experiment,
                 git_sha="bench",
-                projection=projection,
+                options=ExportOptions(projection=projection),
             )
             dim = projection.dim if projection is not None else net.embedding_dim
             rows.append((precision, label, dim, evaluate_onnx(out, data)))

@@ -1,20 +1,19 @@
 """ONNX export of the embedding, one graph per modality, with ModelCard metadata and a parity check.
 
-Usage: ``python -m training.export --checkpoint runs/tiny/checkpoint.pt --out models/``
-``[--precision fp32|fp16|int8] [--calibration DATA_ROOT] [--embedding-dim D]``, or for benchmarks
-``python -m training.export --config configs/sysu.yaml --untrained --out DIR [--precision ...]``.
-
 Each graph computes ``VIReIDNet.embed`` from float32 RGB images in [0, 1] (normalisation inside the graph), with a
 dynamic batch axis. The export is checked with ``onnx.checker`` and against PyTorch (batch 1 and an odd batch);
-a difference above ``atol`` raises ``ExportParityError`` and leaves no file behind. ``--precision int8``/``fp16``
-converts the verified fp32 graphs (``training.precision``), reports the cosine agreement with them on held-out crops
-and refuses (``AgreementError``, no file left) below ``--min-cosine``; ``--embedding-dim`` bakes in a PCA projection
-fitted on the training identities' embeddings (``training.projection``).
+a difference above ``ExportOptions.atol`` raises ``ExportParityError`` and leaves no file behind. ``export_model``
+converts the verified fp32 graphs to int8/fp16 (``training.precision``) and refuses (``AgreementError``, no file
+left) when their cosine agreement with fp32 on held-out crops is below ``min_cosine``; ``ExportOptions.projection``
+bakes in a PCA projection (``training.projection``) and ``ExportOptions.calibration`` stores the same-person
+calibration in the cards.
+
+The command line (``python -m training.export --checkpoint C --out DIR``, or ``--config CONFIG --untrained`` for
+benchmarks) is ``training/export_cli.py``; this module's ``__main__`` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import shutil
@@ -22,6 +21,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,19 +37,15 @@ from common.modality import Modality
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, PRECISIONS, ModelCard, encoder_filename
 from common.providers import CPU_PROVIDER
 from model.net import VIReIDNet
-from training.crops import (
-    DEFAULT_CALIBRATION_CROPS,
-    DEFAULT_HELDOUT_CROPS,
-    ModalityCrops,
-    dataset_crops,
-    synthetic_crops,
-)
+from training.config import DataConfig, ExperimentConfig
+from training.crops import ModalityCrops
 from training.precision import AgreementError, agreement, convert_fp16, quantize_int8
-from training.projection import DEFAULT_PROJECTION_IMAGES, Projection, ProjectionLayer, fit_pca, training_features
+from training.projection import Projection, ProjectionLayer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
+DEFAULT_ATOL = 1e-4
 PARITY_BATCHES = (1, 5)
 DEFAULT_MIN_COSINE = 0.95
 # Loggers of the graph passes torch.onnx.export runs (dynamo exporter): INFO per node and initializer.
@@ -58,6 +54,17 @@ EXPORTER_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
 
 class ExportParityError(RuntimeError):
     """The ONNX graph does not reproduce the PyTorch embedding within tolerance."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How the graphs are built and checked, and what they bake in beyond the network's embedding."""
+
+    opset: int = DEFAULT_OPSET
+    atol: float = DEFAULT_ATOL  # max |onnx - torch| allowed on embeddings
+    flip: bool | None = None  # bake flip averaging in; None takes the network config's ``flip_embed``
+    projection: Projection | None = None  # applied after the embedding, inside the graph
+    calibration: ScoreCalibration | None = None  # the same-person calibration the cards carry
 
 
 class EncoderGraph(nn.Module):
@@ -133,25 +140,22 @@ def export_encoders(
     model_version: str,
     experiment: str,
     git_sha: str | None = None,
-    opset: int = DEFAULT_OPSET,
-    atol: float = 1e-4,
-    flip: bool | None = None,
-    calibration: ScoreCalibration | None = None,
-    projection: Projection | None = None,
+    options: ExportOptions = ExportOptions(),
 ) -> dict[Modality, Path]:
     """Export one verified ONNX encoder per modality into ``out_dir``; returns their paths.
 
     Raises:
-        ExportParityError: ONNX Runtime's embeddings differ from PyTorch's by more than ``atol``.
+        ExportParityError: ONNX Runtime's embeddings differ from PyTorch's by more than ``options.atol``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     net = net.eval()
     sha = git_sha if git_sha is not None else code_version()
     paths: dict[Modality, Path] = {}
     for modality in Modality:
-        card = build_card(net, modality, model_version, experiment, sha, calibration, projection)
+        card = build_card(net, modality, model_version, experiment, sha, options.calibration, options.projection)
         path = out_dir / encoder_filename(modality)
-        _export_one(EncoderGraph(net, modality, flip, projection).eval(), card, path, opset, atol)
+        graph = EncoderGraph(net, modality, options.flip, options.projection).eval()
+        _export_one(graph, card, path, options.opset, options.atol)
         paths[modality] = path
         logger.info(
             "exported %s encoder to %s (dim %d, version %s)", modality.value, path, card.embedding_dim, model_version
@@ -207,7 +211,7 @@ def _export_one(graph: EncoderGraph, card: ModelCard, path: Path, opset: int, at
     atomic_write(path, write)
 
 
-def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1e-4) -> float:
+def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = DEFAULT_ATOL) -> float:
     """Run the ONNX file on CPU for batches 1 and 5 and compare with PyTorch; returns the max abs difference.
 
     Raises:
@@ -235,35 +239,40 @@ def verify_parity(graph: nn.Module, path: Path, card: ModelCard, atol: float = 1
     return worst
 
 
+def trained_network(checkpoint: Path) -> tuple[VIReIDNet, str, ExperimentConfig]:
+    """A training checkpoint's network (eval mode), its model version (the checkpoint's hash) and its config."""
+    from training.checkpoint import checkpoint_hash, load_model
+
+    net, cfg = load_model(checkpoint)
+    return net, checkpoint_hash(checkpoint), cfg
+
+
+def with_score_calibration(options: ExportOptions, net: VIReIDNet, data: DataConfig, root: Path) -> ExportOptions:
+    """``options`` with ``net``'s same-person calibration, fitted with their flip on the held-out ids of ``root``.
+
+    ``root`` is a SYSU-MM01-layout set and ``data`` the checkpoint's data config (``training.calibration``).
+    """
+    from training.calibration import fit_score_calibration
+
+    return replace(options, calibration=fit_score_calibration(net, data, root, flip=options.flip))
+
+
 def export_checkpoint(
     checkpoint: Path,
     out_dir: Path,
     *,
-    opset: int = DEFAULT_OPSET,
-    atol: float = 1e-4,
-    flip: bool | None = None,
+    options: ExportOptions = ExportOptions(),
     score_calibration: Path | None = None,
 ) -> dict[Modality, Path]:
     """Load a training checkpoint and export both encoders, versioned by the checkpoint's hash.
 
     With ``score_calibration`` (a SYSU-MM01-layout root), the cards carry the same-person calibration fitted on its
-    held-out identities (``training.calibration``).
+    held-out identities (``with_score_calibration``).
     """
-    from training.calibration import fit_score_calibration
-    from training.checkpoint import checkpoint_hash, load_model
-
-    net, cfg = load_model(checkpoint)
-    calibration = fit_score_calibration(net, cfg.data, score_calibration, flip=flip) if score_calibration else None
-    return export_encoders(
-        net,
-        out_dir,
-        model_version=checkpoint_hash(checkpoint),
-        experiment=cfg.experiment,
-        opset=opset,
-        atol=atol,
-        flip=flip,
-        calibration=calibration,
-    )
+    net, model_version, cfg = trained_network(checkpoint)
+    if score_calibration is not None:
+        options = with_score_calibration(options, net, cfg.data, score_calibration)
+    return export_encoders(net, out_dir, model_version=model_version, experiment=cfg.experiment, options=options)
 
 
 def export_model(
@@ -276,11 +285,7 @@ def export_model(
     model_version: str,
     experiment: str,
     git_sha: str | None = None,
-    opset: int = DEFAULT_OPSET,
-    atol: float = 1e-4,
-    flip: bool | None = None,
-    projection: Projection | None = None,
-    calibration: ScoreCalibration | None = None,
+    options: ExportOptions = ExportOptions(),
 ) -> dict[Modality, Path]:
     """Export both encoders at ``precision``: the verified fp32 graphs, converted and checked when reduced.
 
@@ -295,16 +300,7 @@ def export_model(
 
     def fp32(directory: Path) -> dict[Modality, Path]:
         return export_encoders(
-            net,
-            directory,
-            model_version=model_version,
-            experiment=experiment,
-            git_sha=git_sha,
-            opset=opset,
-            atol=atol,
-            flip=flip,
-            projection=projection,
-            calibration=calibration,
+            net, directory, model_version=model_version, experiment=experiment, git_sha=git_sha, options=options
         )
 
     if precision == "fp32":
@@ -349,148 +345,18 @@ def _convert_checked(src: Path, precision: str, crops: ModalityCrops, min_cosine
     return dst
 
 
-def untrained_network(config: Path) -> tuple[VIReIDNet, str, str]:
-    """A random-init network of an experiment config (seeded with ``run.seed``), its model version and experiment."""
+def untrained_network(config: Path) -> tuple[VIReIDNet, str, ExperimentConfig]:
+    """A random-init network of an experiment config (seeded with ``run.seed``), its model version and the config."""
     from training.config import load_config
 
     cfg = load_config(config)
     torch.manual_seed(cfg.run.seed)
     net = VIReIDNet(cfg.model).eval()
     digest = hashlib.sha256(f"{cfg.model.model_dump_json()} seed={cfg.run.seed}".encode()).hexdigest()
-    return net, f"untrained-{digest[:8]}", cfg.experiment
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, help="training checkpoint (.pt)")
-    parser.add_argument("--config", type=Path, help="experiment config, with --untrained")
-    parser.add_argument(
-        "--untrained", action="store_true", help="export a seeded random-init network of --config (benchmarks)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write encoder_{vis,ir}.onnx")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    parser.add_argument("--atol", type=float, default=1e-4, help="max |onnx - torch| allowed on embeddings")
-    flip = parser.add_mutually_exclusive_group()
-    flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="bake flip averaging in")
-    flip.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
-    parser.add_argument(
-        "--score-calibration",
-        type=Path,
-        metavar="ROOT",
-        help="fit the same-person calibration on the held-out identities of this SYSU-MM01-layout set "
-        "(exp/calib_id.txt, or the val ids of a model trained with data.hold_out_val=true)",
-    )
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic inside the graphs")
-    parser.add_argument(
-        "--calibration", type=Path, help="data set root (SYSU-MM01 layout): int8 calibration and agreement crops"
-    )
-    parser.add_argument("--calibration-crops", type=int, default=DEFAULT_CALIBRATION_CROPS, help="per modality")
-    parser.add_argument("--heldout-crops", type=int, default=DEFAULT_HELDOUT_CROPS, help="agreement crops per modality")
-    parser.add_argument(
-        "--min-cosine",
-        type=float,
-        default=DEFAULT_MIN_COSINE,
-        help="refuse an int8/fp16 export whose embeddings' min cosine with fp32 is below this",
-    )
-    parser.add_argument(
-        "--embedding-dim", type=int, help="bake a PCA projection to this many dimensions into the graph"
-    )
-    parser.add_argument("--whiten", action="store_true", help="whiten the projection (not the default: see docs)")
-    parser.add_argument(
-        "--projection-images",
-        type=int,
-        default=DEFAULT_PROJECTION_IMAGES,
-        help="training images (drawn at random) whose embeddings fit the projection",
-    )
-    return parser.parse_args(argv)
-
-
-def _load(args: argparse.Namespace) -> tuple[VIReIDNet, str, str, Projection | None]:
-    """The network, model version and experiment the arguments name, and the projection to bake in (if any)."""
-    if args.untrained:
-        if args.config is None or args.checkpoint is not None:
-            raise SystemExit("--untrained takes --config CONFIG (and no --checkpoint)")
-        if args.embedding_dim is not None:
-            raise SystemExit("--embedding-dim fits a projection on a trained network's features: give --checkpoint")
-        net, model_version, experiment = untrained_network(args.config)
-        return net, model_version, experiment, None
-    if args.checkpoint is None:
-        raise SystemExit("give --checkpoint C, or --config CONFIG --untrained")
-    if not args.checkpoint.is_file():
-        raise SystemExit(f"checkpoint not found: {args.checkpoint}")
-    from training.checkpoint import checkpoint_hash, load_model
-    from training.data.datasets import build_dataset
-
-    net, cfg = load_model(args.checkpoint)
-    net.eval()
-    projection = None
-    if args.embedding_dim is not None:
-        data = build_dataset(cfg.data)
-        samples = [*data.train_visible, *data.train_infrared]
-        feats = training_features(net, samples, args.projection_images, args.flip)
-        projection = fit_pca(feats, args.embedding_dim, args.whiten)
-        logger.info("fitted %s on %d training images of %s", projection.name, len(feats), cfg.data.root)
-    return net, checkpoint_hash(args.checkpoint), cfg.experiment, projection
-
-
-def _score_calibration(args: argparse.Namespace) -> ScoreCalibration:
-    """The same-person calibration of ``--score-calibration ROOT``, fitted on the checkpoint's network."""
-    from training.calibration import fit_score_calibration
-    from training.checkpoint import load_model
-
-    if args.untrained:
-        raise SystemExit("--score-calibration fits a trained network's scores: give --checkpoint")
-    net, cfg = load_model(args.checkpoint)
-    return fit_score_calibration(net, cfg.data, args.score_calibration, flip=args.flip)
-
-
-def _crops(args: argparse.Namespace, net: VIReIDNet) -> dict[Modality, ModalityCrops] | None:
-    """Calibration/held-out crops for a reduced precision: from ``--calibration``, else synthetic (said loudly)."""
-    if args.precision == "fp32":
-        return None
-    size = (net.cfg.input_height, net.cfg.input_width)
-    if args.calibration is not None:
-        return dataset_crops(args.calibration, *size, args.calibration_crops, args.heldout_crops)
-    if args.precision == "int8" and not args.untrained:
-        raise SystemExit("--precision int8 needs --calibration DATA_ROOT (a data set in the SYSU-MM01 layout)")
-    logger.warning(
-        "no --calibration: %s on synthetic random crops (%d per modality): fine for speed, says nothing of accuracy",
-        "calibrating int8 and checking its agreement" if args.precision == "int8" else "checking fp16 agreement",
-        args.calibration_crops,
-    )
-    return synthetic_crops(*size, args.calibration_crops, args.heldout_crops)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = _parse_args(argv)
-    net, model_version, experiment, projection = _load(args)
-    calibration = None
-    if args.score_calibration is not None:
-        if projection is not None:
-            raise SystemExit("--score-calibration with --embedding-dim is not supported: calibrate the full embedding")
-        calibration = _score_calibration(args)
-    try:
-        paths = export_model(
-            net,
-            args.out,
-            precision=args.precision,
-            crops=_crops(args, net),
-            min_cosine=args.min_cosine,
-            model_version=model_version,
-            experiment=experiment,
-            opset=args.opset,
-            atol=args.atol,
-            flip=args.flip,
-            projection=projection,
-            calibration=calibration,
-        )
-    except (AgreementError, ExportParityError) as exc:
-        raise SystemExit(f"export refused: {exc}") from exc
-    for modality, path in paths.items():
-        logger.info("%s: %s", modality.value, path)
+    return net, f"untrained-{digest[:8]}", cfg
 
 
 if __name__ == "__main__":
+    from training.export_cli import main
+
     main()

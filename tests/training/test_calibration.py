@@ -21,7 +21,7 @@ from training.checkpoint import save_checkpoint
 from training.config import DataConfig, ExperimentConfig
 from training.data.base import DatasetLayoutError
 from training.data.sysu import identity_samples
-from training.export import main
+from training.export_cli import main
 from training.synth import SynthConfig
 
 NET = NetConfig(arch="resnet18", num_classes=4, num_stripes=1, input_height=32, input_width=16)

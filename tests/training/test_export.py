@@ -23,12 +23,13 @@ from training.config import DataConfig, ExperimentConfig
 from training.export import (
     DEFAULT_OPSET,
     EncoderGraph,
+    ExportOptions,
     ExportParityError,
     export_encoders,
     exporter_warnings_only,
-    main,
     verify_parity,
 )
+from training.export_cli import main
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -94,7 +95,7 @@ def test_failed_parity_leaves_no_file(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = VIReIDNet(NetConfig(arch="resnet18", num_classes=4, num_stripes=1, input_height=32, input_width=16))
     with pytest.raises(ExportParityError):
-        export_encoders(net, tmp_path, model_version="x", experiment="x", git_sha="x", atol=-1.0)
+        export_encoders(net, tmp_path, model_version="x", experiment="x", git_sha="x", options=ExportOptions(atol=-1.0))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -140,7 +141,9 @@ def test_cli_prints_only_our_lines(tmp_path: Path) -> None:
     out = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=True)
     lines = (out.stdout + out.stderr).splitlines()
     assert not [line for line in lines if "initializer" in line or line.startswith(("INFO onnx", "INFO torch"))]
-    assert [line.split(":")[0] for line in lines if line.startswith("INFO")] == ["INFO __main__"] * 6
+    assert [line.split(":")[0] for line in lines if line.startswith("INFO")] == ["INFO training.export"] * 4 + [
+        "INFO training.export_cli"
+    ] * 2
     text = "\n".join(lines)
     for expected in ("parity vis:", "parity ir:", "exported vis encoder", "exported ir encoder", "ir: "):
         assert expected in text

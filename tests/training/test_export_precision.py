@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from tests.training.conftest import write_sysu_tree
 from training.checkpoint import save_checkpoint
 from training.config import DataConfig, ExperimentConfig
 from training.crops import dataset_crops, synthetic_crops
-from training.export import EncoderGraph, export_model, main, untrained_network
+from training.export import EncoderGraph, ExportOptions, export_model, untrained_network
+from training.export_cli import main
 from training.precision import AgreementError, agreement, embed_onnx, read_card
 from training.projection import fit_pca
 
@@ -31,13 +33,29 @@ def _ops(path: Path) -> Counter[str]:
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
+@dataclass(frozen=True)
+class TinyEncoders:
+    """One modality's tiny encoder at each precision: ``tiny_exported`` (fp32) and ``tiny_reduced`` (int8, fp16)."""
+
+    modality: Modality
+    paths: dict[str, Path]  # precision -> ONNX file
+
+
+@pytest.fixture(params=list(Modality), ids=lambda m: m.value)
+def tiny_encoders(
+    request: pytest.FixtureRequest, tiny_reduced: dict[str, Path], tiny_exported: ExportedModels
+) -> TinyEncoders:
+    """The tiny encoders of one modality per precision; a test taking them runs once per modality."""
+    modality: Modality = request.param
+    name = encoder_filename(modality)
+    reduced = {precision: directory / name for precision, directory in tiny_reduced.items()}
+    return TinyEncoders(modality, {"fp32": tiny_exported.model_dir / name, **reduced})
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
-@pytest.mark.parametrize("modality", list(Modality))
-def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
-    tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
-) -> None:
-    path = tiny_reduced["int8"] / encoder_filename(modality)
+def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(tiny_encoders: TinyEncoders) -> None:
+    path = tiny_encoders.paths["int8"]
     proto = onnx.load(str(path))
     ops = _ops(path)
     assert ops["QuantizeLinear"] > 10 and ops["DequantizeLinear"] > 10
@@ -51,21 +69,18 @@ def test_int8_graph_is_qdq_per_channel_and_agrees_with_fp32(
     card = read_card(path)
     assert (card.precision, card.modality, card.model_version, card.embedding_dim) == (
         "int8",
-        modality,
+        tiny_encoders.modality,
         TINY_MODEL_VERSION,
         1024,
     )
-    found = agreement(tiny_exported.model_dir / encoder_filename(modality), path, IMAGES)
+    found = agreement(tiny_encoders.paths["fp32"], path, IMAGES)
     assert found.min_cosine > 0.95 and found.count == len(IMAGES)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(TRAINING_TIMEOUT)  # the first one builds the session's int8/fp16 exports (tiny_reduced)
-@pytest.mark.parametrize("modality", list(Modality))
-def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(
-    tiny_reduced: dict[str, Path], tiny_exported: ExportedModels, modality: Modality
-) -> None:
-    path = tiny_reduced["fp16"] / encoder_filename(modality)
+def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(tiny_encoders: TinyEncoders) -> None:
+    path = tiny_encoders.paths["fp16"]
     proto = onnx.load(str(path))
     types = Counter(i.data_type for i in proto.graph.initializer)
     assert types[onnx.TensorProto.FLOAT16] > types[onnx.TensorProto.FLOAT]
@@ -74,7 +89,7 @@ def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(
     assert read_card(path).precision == "fp16"
     out = embed_onnx(path, IMAGES)  # runs on the CPU provider
     assert out.dtype == np.float32 and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
-    assert agreement(tiny_exported.model_dir / encoder_filename(modality), path, IMAGES).min_cosine > 0.999
+    assert agreement(tiny_encoders.paths["fp32"], path, IMAGES).min_cosine > 0.999
 
 
 def test_disagreement_past_the_threshold_refuses_and_writes_nothing(tmp_path: Path) -> None:
@@ -106,7 +121,8 @@ def test_projection_is_baked_into_the_graph_and_the_card(tmp_path: Path) -> None
     net = VIReIDNet(NetConfig(arch="resnet18", num_classes=4, num_stripes=2, input_height=32, input_width=16)).eval()
     rng = np.random.default_rng(1)
     projection = fit_pca(rng.standard_normal((64, net.embedding_dim)).astype(np.float32), 24)
-    paths = export_model(net, tmp_path, projection=projection, model_version="p", experiment="p", git_sha="p")
+    options = ExportOptions(projection=projection)
+    paths = export_model(net, tmp_path, model_version="p", experiment="p", git_sha="p", options=options)
     path = paths[Modality.INFRARED]
     card = read_card(path)
     assert (card.embedding_dim, card.projection, card.precision) == (24, "pca 1024->24", "fp32")
@@ -133,9 +149,9 @@ def test_calibration_crops_come_from_each_modality_and_are_bounded(tmp_path: Pat
 
 
 def test_untrained_network_is_seeded_and_versioned_by_its_config() -> None:
-    first, version, experiment = untrained_network(REPO / "configs" / "tiny.yaml")
+    first, version, cfg = untrained_network(REPO / "configs" / "tiny.yaml")
     second, again, _ = untrained_network(REPO / "configs" / "tiny.yaml")
-    assert version == again and version.startswith("untrained-") and experiment == "tiny"
+    assert version == again and version.startswith("untrained-") and cfg.experiment == "tiny"
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
