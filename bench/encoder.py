@@ -36,7 +36,7 @@ from training.export import EncoderGraph, export_encoders, export_model, untrain
 CALIBRATION_CROPS = 16
 
 
-def _time_interleaved(fns: list, repeats: int) -> list[float]:
+def time_interleaved(fns: list, repeats: int) -> list[float]:
     """Median seconds of each function over ``repeats`` rounds, calling them in turn (one warm-up call each)."""
     for fn in fns:
         fn()
@@ -91,7 +91,7 @@ def main() -> None:
         def onnx(x: np.ndarray = images) -> None:
             session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: x})
 
-        t_eager, t_ort = _time_interleaved([eager, onnx], args.repeats)
+        t_eager, t_ort = time_interleaved([eager, onnx], args.repeats)
         print(f"{batch:>5} {batch / t_eager:>12.2f} {batch / t_ort:>10.2f} {t_eager / t_ort:>9.2f}x")
 
 
@@ -132,7 +132,7 @@ def compare_precisions(config: Path, precisions: list[str], batches: list[int], 
         fns = [
             lambda s=session, x=images: s.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: x}) for session in sessions.values()
         ]
-        seconds = _time_interleaved(fns, repeats)
+        seconds = time_interleaved(fns, repeats)
         rates = "".join(f"{batch / t:>12.2f}" for t in seconds)
         rel = "".join(f"{seconds[0] / t:>11.2f}x" for t in seconds[1:])
         print(f"{batch:>5}{rates}{rel}", flush=True)

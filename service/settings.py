@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     )
     trt_fp16: bool = Field(default=False, description="let TensorRT run layers in float16")
     trt_int8: bool = Field(
-        default=False, description="let TensorRT run layers in int8 (for an int8 QDQ export, whose scales it uses)"
+        default=False,
+        description="let TensorRT run layers in int8 (an int8 export made with --int8-target tensorrt: its scales)",
     )
     trt_max_workspace_bytes: int = Field(
         default=2 << 30, ge=1 << 20, description="most GPU memory TensorRT may use as scratch while building engines"

@@ -65,6 +65,7 @@ class ExportOptions:
     flip: bool | None = None  # bake flip averaging in; None takes the network config's ``flip_embed``
     projection: Projection | None = None  # applied after the embedding, inside the graph
     calibration: ScoreCalibration | None = None  # the same-person calibration the cards carry
+    int8_target: str = "cpu"  # int8 recipe (training.precision.INT8_TARGETS): ONNX Runtime's CPU kernels or TensorRT
 
 
 class EncoderGraph(nn.Module):
@@ -309,7 +310,10 @@ def export_model(
         raise ValueError(f"precision {precision} needs calibration/held-out crops")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vireid-export-") as tmp:
-        converted = {m: _convert_checked(src, precision, crops[m], min_cosine) for m, src in fp32(Path(tmp)).items()}
+        converted = {
+            m: _convert_checked(src, precision, crops[m], min_cosine, options.int8_target)
+            for m, src in fp32(Path(tmp)).items()
+        }
         paths = {m: out_dir / encoder_filename(m) for m in Modality}
         for modality, src in converted.items():
             atomic_write(paths[modality], partial(shutil.copyfile, src))
@@ -317,11 +321,11 @@ def export_model(
     return paths
 
 
-def _convert_checked(src: Path, precision: str, crops: ModalityCrops, min_cosine: float) -> Path:
+def _convert_checked(src: Path, precision: str, crops: ModalityCrops, min_cosine: float, int8_target: str) -> Path:
     """Convert the fp32 encoder ``src`` beside itself; returns the new file once its agreement is checked."""
     dst = src.with_name(f"{src.stem}.{precision}.onnx")
     if precision == "int8":
-        quantize_int8(src, dst, crops.calibration)
+        quantize_int8(src, dst, crops.calibration, int8_target)
     elif precision == "fp16":
         convert_fp16(src, dst)
     else:

@@ -39,7 +39,7 @@ from training.export import (
     untrained_network,
     with_score_calibration,
 )
-from training.precision import AgreementError
+from training.precision import INT8_TARGETS, AgreementError
 from training.projection import DEFAULT_PROJECTION_IMAGES, Projection, fit_pca, training_features
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic inside the graphs")
     parser.add_argument(
         "--calibration", type=Path, help="data set root (SYSU-MM01 layout): int8 calibration and agreement crops"
+    )
+    parser.add_argument(
+        "--int8-target",
+        choices=INT8_TARGETS,
+        default="cpu",
+        help="int8 recipe: cpu (unsigned activations, ONNX Runtime's fast kernels) or tensorrt (symmetric signed)",
     )
     parser.add_argument("--calibration-crops", type=int, default=DEFAULT_CALIBRATION_CROPS, help="per modality")
     parser.add_argument("--heldout-crops", type=int, default=DEFAULT_HELDOUT_CROPS, help="agreement crops per modality")
@@ -122,7 +128,13 @@ def _projection(args: argparse.Namespace, net: VIReIDNet, cfg: ExperimentConfig)
 
 def _options(args: argparse.Namespace, net: VIReIDNet, cfg: ExperimentConfig) -> ExportOptions:
     """The export options of the arguments, with the projection and score calibration fitted on ``net``."""
-    options = ExportOptions(opset=args.opset, atol=args.atol, flip=args.flip, projection=_projection(args, net, cfg))
+    options = ExportOptions(
+        opset=args.opset,
+        atol=args.atol,
+        flip=args.flip,
+        projection=_projection(args, net, cfg),
+        int8_target=args.int8_target,
+    )
     if args.score_calibration is None:
         return options
     if options.projection is not None:

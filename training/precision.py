@@ -4,7 +4,9 @@
   per-channel signed 8-bit weights (U8S8), MinMax ranges from calibration crops of the encoder's own modality,
   after ONNX Runtime's quantisation pre-processing (shape inference, Conv+BatchNorm folding). U8S8 is the format
   of ONNX Runtime's fast x86 int8 kernels: on AVX2 without VNNI, signed activations (S8S8) fall back to a kernel
-  that measured no faster than fp32 (docs/benchmarks.md). TensorRT reads the same QDQ graph.
+  that measured no faster than fp32 (docs/benchmarks.md). That is the ``cpu`` target; the ``tensorrt`` target
+  quantises activations and weights to symmetric signed int8 (every zero point 0), the only QDQ form TensorRT's
+  explicit quantisation accepts.
 - ``fp16``: every float initializer and op in float16 for the CUDA provider, the graph's input and output staying
   float32 (casts at the ends), except the numerically delicate ops listed in ``FP16_KEEP_FLOAT32`` (the GeM powers
   and means, the L2 norm, instance normalisation), which keep float32 with casts around them. The CPU provider
@@ -27,6 +29,7 @@ import onnx
 from common.model_card import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ModelCard
 from common.providers import CPU_PROVIDER
 
+INT8_TARGETS = ("cpu", "tensorrt")
 FP16_KEEP_FLOAT32 = ("Pow", "ReduceMean", "ReduceL2", "ReduceSum", "InstanceNormalization")
 CALIBRATION_BATCH = 8
 AGREEMENT_BATCH = 16
@@ -106,16 +109,20 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
+def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, target: str = "cpu") -> None:
     """Write ``dst``: the fp32 encoder ``src`` statically quantised (QDQ, per-channel) on ``calibration`` images."""
     card = dataclasses.replace(read_card(src), precision="int8")
-    proto = _with_card(quantize_qdq(src, calibration), card)
+    proto = _with_card(quantize_qdq(src, calibration, target), card)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(dst))
 
 
-def quantize_qdq(src: Path, calibration: np.ndarray) -> onnx.ModelProto:
-    """Any fp32 image graph at ``src`` (input ``images``) quantised as the int8 export does it, no metadata."""
+def quantize_qdq(src: Path, calibration: np.ndarray, target: str = "cpu") -> onnx.ModelProto:
+    """Any fp32 image graph at ``src`` (input ``images``) quantised as the int8 export does it, no metadata.
+
+    Raises:
+        ValueError: ``target`` is not one of ``INT8_TARGETS``.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -124,6 +131,10 @@ def quantize_qdq(src: Path, calibration: np.ndarray) -> onnx.ModelProto:
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if target not in INT8_TARGETS:
+        raise ValueError(f"unknown int8 target {target!r}; expected one of {', '.join(INT8_TARGETS)}")
+    tensorrt = target == "tensorrt"
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         """Feeds the calibration crops in batches of ``CALIBRATION_BATCH``."""
@@ -149,10 +160,11 @@ def quantize_qdq(src: Path, calibration: np.ndarray) -> onnx.ModelProto:
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=vector_bn,
+            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True},
         )
         return onnx.load(str(quantized))
 

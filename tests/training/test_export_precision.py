@@ -22,7 +22,7 @@ from training.config import DataConfig, ExperimentConfig
 from training.crops import dataset_crops, synthetic_crops
 from training.export import EncoderGraph, ExportOptions, export_model, untrained_network
 from training.export_cli import main
-from training.precision import AgreementError, agreement, embed_onnx, read_card
+from training.precision import AgreementError, agreement, embed_onnx, quantize_int8, read_card
 from training.projection import fit_pca
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +90,38 @@ def test_fp16_graph_has_float16_weights_float32_ends_and_agrees(tiny_encoders: T
     out = embed_onnx(path, IMAGES)  # runs on the CPU provider
     assert out.dtype == np.float32 and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
     assert agreement(tiny_encoders.paths["fp32"], path, IMAGES).min_cosine > 0.999
+
+
+def _zero_points(proto: onnx.ModelProto) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The zero points of the activation and of the weight DequantizeLinear nodes (int32 biases left out)."""
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    deq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    activations = [inits[n.input[2]] for n in deq if n.input[0] not in inits]
+    weights = [inits[n.input[2]] for n in deq if n.input[0] in inits and inits[n.input[0]].dtype != np.int32]
+    return activations, weights
+
+
+@pytest.mark.parametrize(
+    ("target", "activation_dtype", "activation_zero"),
+    [("cpu", np.uint8, False), ("tensorrt", np.int8, True)],
+)
+def test_int8_target_sets_the_activation_format(
+    tiny_exported: ExportedModels, tmp_path: Path, target: str, activation_dtype: type, activation_zero: bool
+) -> None:
+    # cpu: unsigned activations (ONNX Runtime's fast x86 kernels); tensorrt: symmetric signed int8, every zero point 0
+    src = tiny_exported.model_dir / encoder_filename(Modality.INFRARED)
+    crops = synthetic_crops(64, 32, calibration=8, heldout=4)[Modality.INFRARED]
+    dst = tmp_path / "int8.onnx"
+    quantize_int8(src, dst, crops.calibration, target)
+    activations, weights = _zero_points(onnx.load(str(dst)))
+    assert activations and weights
+    assert {z.dtype for z in activations} == {np.dtype(activation_dtype)}
+    assert {z.dtype for z in weights} == {np.dtype(np.int8)}
+    assert all(not z.any() for z in weights)
+    assert all(not z.any() for z in activations) == activation_zero
+    assert agreement(src, dst, crops.heldout).min_cosine > 0.95
+    with pytest.raises(ValueError, match="unknown int8 target 'gpu'"):
+        quantize_int8(src, dst, crops.calibration, "gpu")
 
 
 def test_disagreement_past_the_threshold_refuses_and_writes_nothing(tmp_path: Path) -> None:
@@ -163,6 +195,12 @@ def test_cli_exports_the_untrained_network(tmp_path: Path, caplog: pytest.LogCap
     assert card.model_version.startswith("untrained-") and card.embedding_dim == 1024 and card.precision == "fp32"
     ir = onnx.load(str(tmp_path / encoder_filename(Modality.INFRARED)))
     assert ir.graph.input[0].name == ONNX_INPUT_NAME
+    # the int8 recipe for TensorRT reaches the graph: symmetric signed activations
+    trt = tmp_path / "trt"
+    config = ["--config", str(REPO / "configs" / "tiny.yaml"), "--untrained"]
+    main([*config, "--out", str(trt), "--precision", "int8", "--int8-target", "tensorrt", "--calibration-crops", "8"])
+    activations, _ = _zero_points(onnx.load(str(trt / encoder_filename(Modality.INFRARED))))
+    assert activations and all(z.dtype == np.int8 and not z.any() for z in activations)
 
 
 def test_cli_refuses_what_it_cannot_do(tmp_path: Path) -> None:
