@@ -128,6 +128,10 @@ def _projection(args: argparse.Namespace, net: VIReIDNet, cfg: ExperimentConfig)
 
 def _options(args: argparse.Namespace, net: VIReIDNet, cfg: ExperimentConfig) -> ExportOptions:
     """The export options of the arguments, with the projection and score calibration fitted on ``net``."""
+    if args.score_calibration is not None and args.embedding_dim is not None:
+        raise SystemExit("--score-calibration with --embedding-dim is not supported: calibrate the full embedding")
+    if args.score_calibration is not None and args.untrained:
+        raise SystemExit("--score-calibration fits a trained network's scores: give --checkpoint")
     options = ExportOptions(
         opset=args.opset,
         atol=args.atol,
@@ -137,10 +141,6 @@ def _options(args: argparse.Namespace, net: VIReIDNet, cfg: ExperimentConfig) ->
     )
     if args.score_calibration is None:
         return options
-    if options.projection is not None:
-        raise SystemExit("--score-calibration with --embedding-dim is not supported: calibrate the full embedding")
-    if args.untrained:
-        raise SystemExit("--score-calibration fits a trained network's scores: give --checkpoint")
     return with_score_calibration(options, net, cfg.data, args.score_calibration)
 
 

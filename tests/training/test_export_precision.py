@@ -216,6 +216,13 @@ def test_cli_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         main(["--untrained", *out])
     with pytest.raises(SystemExit, match="--embedding-dim fits a projection on a trained network"):
         main(["--config", str(REPO / "configs" / "tiny.yaml"), "--untrained", "--embedding-dim", "8", *out])
+    # refused before any work: this checkpoint's data root holds no data set for the projection to be fitted on
+    with pytest.raises(SystemExit, match="--score-calibration with --embedding-dim is not supported"):
+        main(["--checkpoint", str(checkpoint), "--score-calibration", str(tmp_path), "--embedding-dim", "8", *out])
+    with pytest.raises(SystemExit, match="--score-calibration fits a trained network's scores"):
+        main(
+            ["--config", str(REPO / "configs" / "tiny.yaml"), "--untrained", "--score-calibration", str(tmp_path), *out]
+        )
 
 
 def test_card_of_an_fp32_export_says_fp32(tiny_exported: ExportedModels) -> None:
