@@ -48,7 +48,7 @@ DEFAULT_OPSET = 18
 DEFAULT_ATOL = 1e-4
 PARITY_BATCHES = (1, 5)
 # The least per-crop cosine a reduced-precision export may have with fp32. The trained tiny model's int8 graphs
-# measured 0.94 at worst over 64 held-out crops (mean 0.96) for a loss under 1.1 points of Rank-1
+# measured 0.93 at worst over 32 held-out infrared crops (mean 0.96) for a loss of about one point of Rank-1
 # (docs/results.md); 0.90 passes that and still stops a broken calibration.
 DEFAULT_MIN_COSINE = 0.90
 # Loggers of the graph passes torch.onnx.export runs (dynamo exporter): INFO per node and initializer.
